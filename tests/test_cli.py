@@ -1,0 +1,270 @@
+"""The command end to end: layout, planted interactions, reproducibility, bad input (exit 2)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from bad_input_cases import CASES, PERTURBED_TF, valid_files
+
+from tfbp_dask.cli import main
+
+COMMAND = "linear_perturbation_binding_modeling"
+TABLES = (
+    "bootstrap_coefficients",
+    "confidence_intervals",
+    "model_statistics",
+    "feature_importance",
+)
+PLOTS = ("coefficient_cis.png", "alpha_distribution.png", "selection_frequency.png")
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "tfbp_dask", COMMAND, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
+
+
+def _run_dirs(output_dir: Path) -> list[Path]:
+    return sorted(output_dir.iterdir()) if output_dir.exists() else []
+
+
+def _assert_twin(path_without_suffix: Path) -> pd.DataFrame:
+    csv = pd.read_csv(path_without_suffix.with_suffix(".csv"))
+    parquet = pd.read_parquet(path_without_suffix.with_suffix(".parquet"))
+    assert list(csv.columns) == list(parquet.columns)
+    assert len(csv) == len(parquet)
+    return parquet
+
+
+def test_full_run_writes_the_documented_layout(small_dataset, tmp_path):
+    data, response, predictors = small_dataset
+    output_dir = tmp_path / "out"
+    done = _cli(
+        "--response_file",
+        str(response),
+        "--predictors_file",
+        str(predictors),
+        "--perturbed_tf",
+        "TF01",
+        "--n_bootstraps",
+        "50",
+        "--random_state",
+        "42",
+        "--n_cpus",
+        "2",
+        "--output_dir",
+        str(output_dir),
+        "--output_suffix",
+        "_test",
+    )
+    assert done.returncode == 0, done.stderr
+    (run_dir,) = _run_dirs(output_dir)
+    assert run_dir.name.startswith("TF01_test_") and not run_dir.name.endswith(".partial")
+    timestamp = run_dir.name.removeprefix("TF01_test_")
+    assert (run_dir / f"tfbpmodeling_{timestamp}.log").stat().st_size > 0
+    for stage in ("all_data_results", "topn_results"):
+        for table in TABLES:
+            _assert_twin(run_dir / stage / table)
+        for plot in PLOTS:
+            assert (run_dir / stage / "diagnostic_plots" / plot).read_bytes()[:4] == b"\x89PNG"
+    coefficients = _assert_twin(run_dir / "all_data_results" / "bootstrap_coefficients")
+    assert coefficients["bootstrap"].tolist() == list(range(50))
+    statistics = _assert_twin(run_dir / "all_data_results" / "model_statistics")
+    assert list(statistics.columns) == ["bootstrap", "alpha", "cv_mse", "r2", "n_nonzero", "n_iter"]
+    ci = _assert_twin(run_dir / "all_data_results" / "confidence_intervals")
+    assert list(ci.columns) == ["term", "ci_level", "lower", "upper", "significant"]
+    importance = _assert_twin(run_dir / "all_data_results" / "feature_importance")
+    assert list(importance.columns) == [
+        "term",
+        "mean",
+        "median",
+        "std",
+        "selection_frequency",
+        "lower",
+        "upper",
+        "significant",
+        "rank",
+    ]
+    for table in ("significance_results", "comparison_statistics", "final_selection"):
+        _assert_twin(run_dir / "interactor_significance" / table)
+    assert (run_dir / "interactor_significance" / "interaction_plots" / "delta_r2.png").exists()
+    for table in ("processed_response", "processed_predictors", "bootstrap_indices"):
+        _assert_twin(run_dir / "input_data" / table)
+    indices = pd.read_parquet(run_dir / "input_data" / "bootstrap_indices.parquet")
+    assert indices.shape == (50, 1 + 999)  # the pTF's own row is always blacklisted
+
+    planted = {f"TF01:{partner}" for partner in data.planted["TF01"]}
+    significant = set(ci.loc[ci["significant"], "term"])
+    assert planted <= significant
+    all_data_json = json.loads((run_dir / "all_data_significant_98-0.json").read_text())
+    assert set(all_data_json) == significant
+    assert json.loads((run_dir / "topn_significant_90-0.json").read_text())
+    vs_main = json.loads((run_dir / "interactor_vs_main_result.json").read_text())
+    assert {row["interactor"] for row in vs_main} <= significant
+
+    summary = json.loads((run_dir / "input_data" / "data_summary.json").read_text())
+    assert summary["seed"] == 42 and summary["seeds"]["topn"] == 52
+    assert summary["outcome"] == "completed"
+    assert summary["cluster"]["workers"] == 2 and summary["cluster"]["embedded"] is True
+    assert summary["feature_counts"]["modeled"] == 999
+    assert len(summary["inputs"]["response_file"]["sha256"]) == 64
+    assert summary["options"]["bins"] == "0,8,12,np.inf"
+    assert set(summary["wall_seconds"]) >= {"all_data", "topn", "interactors", "total"}
+    assert not list(run_dir.rglob("*.pkl")) and not list(run_dir.rglob("*.tmp"))
+    assert "results in" in done.stdout
+
+
+def test_run_without_seed_records_a_seed_that_reproduces_it(tiny_dataset, tmp_path):
+    _, response, predictors = tiny_dataset
+    common = [
+        "--response_file",
+        str(response),
+        "--predictors_file",
+        str(predictors),
+        "--perturbed_tf",
+        "TF01",
+        "--n_bootstraps",
+        "16",
+        "--top_n",
+        "120",
+        "--n_cpus",
+        "1",
+    ]
+    first = _cli(*common, "--output_dir", str(tmp_path / "a"))
+    assert first.returncode == 0, first.stderr
+    (run_a,) = _run_dirs(tmp_path / "a")
+    seed = json.loads((run_a / "input_data" / "data_summary.json").read_text())["seed"]
+    second = _cli(*common, "--random_state", str(seed), "--output_dir", str(tmp_path / "b"))
+    assert second.returncode == 0, second.stderr
+    (run_b,) = _run_dirs(tmp_path / "b")
+    for stage in ("all_data_results", "topn_results"):
+        for name in ("bootstrap_coefficients.csv", "confidence_intervals.csv"):
+            if (run_a / stage / name).exists():
+                assert (run_a / stage / name).read_bytes() == (run_b / stage / name).read_bytes()
+    assert (run_a / "input_data" / "bootstrap_indices.csv").read_bytes() == (
+        run_b / "input_data" / "bootstrap_indices.csv"
+    ).read_bytes()
+
+
+def _as_argv(kwargs: dict) -> list[str]:
+    argv = [COMMAND]
+    for key, value in kwargs.items():
+        if isinstance(value, (list, tuple)):
+            value = ",".join(value)
+        argv += [f"--{key}", str(value)]
+    return argv
+
+
+def _expect_exit_2(argv: list[str], capsys, output_dir: Path) -> str:
+    with pytest.raises(SystemExit) as stop:
+        main(argv + ["--output_dir", str(output_dir)])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip()
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    assert not output_dir.exists()
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys):
+    kwargs = case.build(tmp_path)
+    line = _expect_exit_2(_as_argv(kwargs), capsys, tmp_path / "out")
+    for expected in case.expect:
+        assert expected in line
+
+
+@pytest.mark.parametrize(
+    "option, value, expected",
+    [
+        ("--bins", "0,12,8,np.inf", "strictly increasing"),
+        ("--bins", "1,8,np.inf", "start at 0"),
+        ("--bins", "0,8,12", "end at np.inf"),
+        ("--bins", "0,eight,np.inf", "not a number"),
+        ("--all_data_ci_level", "100", "--all_data_ci_level"),
+        ("--topn_ci_level", "0", "--topn_ci_level"),
+        ("--n_bootstraps", "0", "--n_bootstraps"),
+        ("--top_n", "-5", "--top_n"),
+        ("--max_iter", "0", "--max_iter"),
+        ("--n_bootstraps", "many", "--n_bootstraps"),
+        ("--engine", "turbo", "--engine"),
+        ("--log-level", "LOUD", "--log-level"),
+    ],
+)
+def test_bad_option_exits_2_with_one_line(option, value, expected, tmp_path, capsys):
+    response, predictors = valid_files(tmp_path)
+    argv = [
+        COMMAND,
+        "--response_file",
+        str(response),
+        "--predictors_file",
+        str(predictors),
+        "--perturbed_tf",
+        PERTURBED_TF,
+        option,
+        value,
+    ]
+    line = _expect_exit_2(argv, capsys, tmp_path / "out")
+    assert expected in line
+
+
+def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
+    response, predictors = valid_files(tmp_path)
+    done = _cli(
+        "--response_file",
+        str(response),
+        "--predictors_file",
+        str(predictors),
+        "--perturbed_tf",
+        "tf03",
+        "--output_dir",
+        str(tmp_path / "out"),
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert "TF03" in done.stderr  # the close match is suggested
+    assert not (tmp_path / "out").exists()
+
+
+def test_help_groups_options_like_the_document():
+    done = subprocess.run(
+        [sys.executable, "-m", "tfbp_dask", COMMAND, "--help"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+        timeout=60,
+    )
+    assert done.returncode == 0
+    for section in (
+        "Input Files",
+        "Input Control",
+        "Data Processing",
+        "Feature Engineering",
+        "Binning Options",
+        "Model Parameters",
+        "Output Control",
+        "System Options",
+    ):
+        assert section in done.stdout
+    for flag in (
+        "--response_file",
+        "--squared_pTF",
+        "--exclude_interactor_variables",
+        "--stage4_topn",
+        "--log-level",
+        "--engine",
+    ):
+        assert flag in done.stdout

@@ -1,0 +1,69 @@
+"""Bootstrap draws, weights, stratification classes and folds vs independent computations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.model_selection import StratifiedKFold
+from sklearn.utils import resample
+
+from tfbp_dask.resampling import (
+    bootstrap_draws,
+    bootstrap_test_folds,
+    cv_fold_labels,
+    draws_to_weights,
+    stratification_classes,
+)
+
+
+def test_draws_match_sklearn_resample_stream():
+    n, n_boot, seed = 37, 5, 11
+    draws = bootstrap_draws(n, n_boot, seed)
+    stream = np.random.RandomState(seed)
+    expected = [resample(np.arange(n), replace=True, random_state=stream) for _ in range(n_boot)]
+    np.testing.assert_array_equal(draws, np.stack(expected))
+
+
+def test_weights_count_draws_and_normalise():
+    draws = bootstrap_draws(50, 4, 0)
+    weights = draws_to_weights(draws)
+    for b in range(4):
+        counts = np.array([np.sum(draws[b] == i) for i in range(50)], dtype=float)
+        np.testing.assert_array_equal(weights[b], counts)
+    normalised = draws_to_weights(draws, normalize=True)
+    np.testing.assert_allclose(normalised.sum(axis=1), 1.0)
+    np.testing.assert_allclose(normalised * 50, weights)
+
+
+def test_classes_follow_descending_min_rank_bins():
+    binding = np.array([5.0, 9.0, 9.0, 1.0, 7.0, 3.0, 8.0, 0.5, 2.0, 6.0, 4.0, 0.1, 0.2, 0.3])
+    classes = stratification_classes(binding, (0, 2, 4, np.inf))
+    # Descending ranks with ties at the minimum: 1 + the number of strictly larger values.
+    order = sorted(binding, reverse=True)
+    expected_ranks = np.array([order.index(v) + 1 for v in binding])
+    expected = np.where(expected_ranks <= 2, 1, np.where(expected_ranks <= 4, 2, 3))
+    np.testing.assert_array_equal(classes, expected)
+    assert classes[1] == classes[2] == 1  # tied top binders share rank 1
+
+
+@pytest.mark.parametrize("seed", [0, 5, 42])
+def test_fold_labels_match_stratified_kfold(seed):
+    classes = np.repeat([1, 2, 3], [8, 4, 40])
+    labels = cv_fold_labels(classes, seed)
+    splitter = StratifiedKFold(n_splits=4, shuffle=True, random_state=seed)
+    for fold, (_, test) in enumerate(splitter.split(np.zeros(len(classes)), classes)):
+        np.testing.assert_array_equal(np.flatnonzero(labels == fold), test)
+
+
+def test_bootstrap_folds_are_seeded_by_bootstrap_index():
+    classes = np.repeat([1, 2, 3], [8, 4, 40])
+    folds = bootstrap_test_folds(classes, np.arange(3))
+    for b in range(3):
+        np.testing.assert_array_equal(folds[b], cv_fold_labels(classes, b))
+    assert not np.array_equal(folds[0], folds[1])
+
+
+def test_small_classes_are_allowed_without_warning():
+    classes = np.array([1, 2, 2] + [3] * 30)
+    labels = cv_fold_labels(classes, 0)  # pytest turns any warning into an error
+    assert set(np.unique(labels)) == {0, 1, 2, 3}

@@ -1,0 +1,167 @@
+"""The stages end to end through the public API, on threaded test clusters."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tfbp_dask import WorkflowConfig, run
+
+
+def _config(dataset, output_dir, **options) -> WorkflowConfig:
+    _, response, predictors = dataset
+    base = dict(
+        response_file=response,
+        predictors_file=predictors,
+        perturbed_tf="TF01",
+        n_bootstraps=24,
+        random_state=3,
+        top_n=120,
+        output_dir=output_dir,
+    )
+    base.update(options)
+    return WorkflowConfig(**base)
+
+
+def _coefficients(run_dir, stage="all_data_results"):
+    return pd.read_parquet(run_dir / stage / "bootstrap_coefficients.parquet")
+
+
+def test_same_numbers_for_one_or_two_workers_and_any_chunking(
+    tiny_dataset, output_dir, client_one_worker, client_two_workers
+):
+    config = _config(tiny_dataset, output_dir)
+    one = run(replace(config, chunk_size=24), client=client_one_worker)
+    two = run(replace(config, chunk_size=5), client=client_two_workers)
+    three = run(replace(config, chunk_size=7), client=client_two_workers)
+    assert one.run_dir != two.run_dir
+    for stage in ("all_data_results", "topn_results"):
+        reference = _coefficients(one.run_dir, stage)
+        pd.testing.assert_frame_equal(reference, _coefficients(two.run_dir, stage))
+        pd.testing.assert_frame_equal(reference, _coefficients(three.run_dir, stage))
+        for name in ("confidence_intervals.csv", "model_statistics.csv"):
+            first = (one.run_dir / stage / name).read_bytes()
+            assert first == (two.run_dir / stage / name).read_bytes()
+            assert first == (three.run_dir / stage / name).read_bytes()
+    assert client_one_worker.status == "running"  # a caller's client is never closed
+
+
+def test_planted_interactions_are_found(small_dataset, output_dir, client_two_workers):
+    data, response, predictors = small_dataset
+    config = _config(small_dataset, output_dir, n_bootstraps=30, top_n=600)
+    outcome = run(config, client=client_two_workers)
+    planted = {f"TF01:{partner}" for partner in data.planted["TF01"]}
+    significant = {t.name for t in outcome.result.all_data.significant_terms}
+    assert planted <= significant
+    assert outcome.outcome == "completed"
+    selected = set(outcome.result.interactors.final_selection["term"])
+    assert planted <= selected
+
+
+def test_bootstrap_indices_are_the_seeded_draws(tiny_dataset, output_dir, client_two_workers):
+    outcome = run(_config(tiny_dataset, output_dir, n_bootstraps=6), client=client_two_workers)
+    indices = pd.read_csv(outcome.run_dir / "input_data" / "bootstrap_indices.csv")
+    n = len(outcome.result.data.response)
+    stream = np.random.RandomState(3)
+    expected = np.stack([stream.randint(0, n, size=n) for _ in range(6)])
+    np.testing.assert_array_equal(indices.drop(columns="bootstrap").to_numpy(), expected)
+    assert list(indices.columns[:2]) == ["bootstrap", "draw_0"]
+
+
+def test_no_significant_term_ends_normally_after_stage_one(
+    tiny_dataset, output_dir, client_two_workers
+):
+    # Only a variable unrelated to the response, at a CI level no noise term passes.
+    config = _config(
+        tiny_dataset,
+        output_dir,
+        exclude_interactor_variables=("exclude_all",),
+        add_model_variables=("TF04",),
+        all_data_ci_level=99.9,
+        n_bootstraps=12,
+    )
+    data = tiny_dataset[0]
+    assert "TF04" not in data.planted["TF01"]
+    outcome = run(config, client=client_two_workers)
+    assert outcome.result.topn is None
+    assert outcome.outcome.startswith("stopped at stage 1")
+    summary = json.loads((outcome.run_dir / "input_data" / "data_summary.json").read_text())
+    assert summary["outcome"] == outcome.outcome
+    assert (outcome.run_dir / "all_data_results" / "confidence_intervals.csv").exists()
+    assert not (outcome.run_dir / "topn_results").exists()
+
+
+def test_iterative_dropout_rounds(tiny_dataset, output_dir, client_two_workers):
+    config = _config(
+        tiny_dataset,
+        output_dir,
+        iterative_dropout=True,
+        stabilization_ci_start=60.0,
+        stabilization_ci_step=10.0,
+    )
+    outcome = run(config, client=client_two_workers)
+    rounds = pd.read_csv(outcome.run_dir / "all_data_results" / "iterative_dropout.csv")
+    assert rounds["round"].tolist() == list(range(len(rounds)))
+    expected_levels = [min(60.0 + 10.0 * r, 98.0) for r in rounds["round"]]
+    assert rounds["ci_level"].tolist() == expected_levels
+    kept = rounds["n_terms_kept"].tolist()
+    assert rounds["n_terms_in"].iloc[0] == 7
+    assert all(b <= a for a, b in zip(kept, kept[1:]))
+    # It stops at the first later round that keeps everything it was given (or keeps nothing).
+    last = rounds.iloc[-1]
+    assert last["n_terms_kept"] in (0, last["n_terms_in"])
+    final_terms = _coefficients(outcome.run_dir).columns[1:].tolist()
+    assert final_terms == (last["terms_kept"].split(";") if last["n_terms_kept"] else final_terms)
+
+
+def test_options_shape_the_design(tiny_dataset, output_dir, client_two_workers):
+    config = _config(
+        tiny_dataset,
+        output_dir,
+        ptf_main_effect=True,
+        squared_pTF=True,
+        cubic_pTF=True,
+        row_max=True,
+        add_model_variables=("TF03",),
+        exclude_interactor_variables=("TF02",),
+        scale_by_std=True,
+        normalize_sample_weights=True,
+        stage4_lasso=True,
+        stage4_topn=True,
+        n_bootstraps=12,
+    )
+    outcome = run(config, client=client_two_workers)
+    columns = _coefficients(outcome.run_dir).columns.tolist()
+    assert columns[:2] == ["bootstrap", "TF01"]
+    assert "TF01:TF02" not in columns
+    assert columns[-4:] == ["I(TF01 ** 2)", "I(TF01 ** 3)", "row_max", "TF03"]
+    if outcome.result.interactors is not None:
+        assert outcome.result.interactors.method == "lasso"
+        assert outcome.result.interactors.n_rows == len(outcome.result.topn.rows)
+        table = pd.read_csv(
+            outcome.run_dir / "interactor_significance" / "significance_results.csv"
+        )
+        assert list(table.columns) == [
+            "interactor",
+            "variant",
+            "r2_lasso_model",
+            "coef_interactor",
+            "coef_main_effect",
+        ]
+
+
+def test_stage_four_rows_follow_the_flag(tiny_dataset, output_dir, client_two_workers):
+    outcome = run(_config(tiny_dataset, output_dir), client=client_two_workers)
+    assert outcome.result.interactors is not None
+    assert outcome.result.interactors.n_rows == len(outcome.result.data.response)
+
+
+@pytest.mark.parametrize("seed", [0])
+def test_seed_zero_is_a_seed(tiny_dataset, output_dir, client_two_workers, seed):
+    outcome = run(_config(tiny_dataset, output_dir, random_state=seed), client=client_two_workers)
+    assert outcome.result.seed == 0
+    assert outcome.result.topn.seed == 10

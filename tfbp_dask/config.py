@@ -1,0 +1,144 @@
+"""Every option of a run, its default and its validation (one frozen dataclass).
+
+The option names and defaults are those of the user's document of the command
+(``linear_perturbation_binding_modeling``); ``parse_bins`` and ``parse_names``
+turn the command line's comma lists into values.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .engines import ENGINES
+
+DEFAULT_BINS = (0.0, 8.0, 12.0, math.inf)
+DEFAULT_OUTPUT_DIR = Path("./linear_perturbation_binding_modeling_results")
+EXCLUDE_ALL = "exclude_all"
+
+
+class OptionError(ValueError):
+    """An option value out of range; str(err) is one line naming the option."""
+
+
+def parse_bins(text: str) -> tuple[float, ...]:
+    """Parse ``--bins`` ("0,8,12,np.inf") into floats; ``np.inf`` and ``inf`` mean infinity."""
+    edges = []
+    for item in text.split(","):
+        item = item.strip()
+        if item in ("np.inf", "inf", "Inf", "numpy.inf"):
+            edges.append(math.inf)
+            continue
+        try:
+            edges.append(float(item))
+        except ValueError:
+            raise OptionError(
+                f"--bins: {item!r} is not a number (expected e.g. '0,8,12,np.inf')"
+            ) from None
+    return tuple(edges)
+
+
+def parse_names(text: str | None) -> tuple[str, ...]:
+    """Parse a comma-separated list of names, dropping blanks."""
+    if not text:
+        return ()
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
+@dataclass(frozen=True)
+class WorkflowConfig:
+    """All the options of one TF's run (see the command's documentation for each).
+
+    Construct it with keyword arguments; ``validate()`` raises ``OptionError``
+    with one line naming the option when a value is out of range.
+    """
+
+    response_file: Path
+    predictors_file: Path
+    perturbed_tf: str
+    blacklist_file: Path | None = None
+    n_bootstraps: int = 1000
+    random_state: int | None = None
+    top_n: int = 600
+    normalize_sample_weights: bool = False
+    scale_by_std: bool = False
+    row_max: bool = False
+    squared_pTF: bool = False
+    cubic_pTF: bool = False
+    ptf_main_effect: bool = False
+    exclude_interactor_variables: tuple[str, ...] = ()
+    add_model_variables: tuple[str, ...] = ()
+    bins: tuple[float, ...] = DEFAULT_BINS
+    all_data_ci_level: float = 98.0
+    topn_ci_level: float = 90.0
+    max_iter: int = 10000
+    iterative_dropout: bool = False
+    stabilization_ci_start: float = 50.0
+    stabilization_ci_step: float = 2.0
+    stage4_lasso: bool = False
+    stage4_topn: bool = False
+    output_dir: Path = DEFAULT_OUTPUT_DIR
+    output_suffix: str = ""
+    n_cpus: int = 4
+    engine: str = "sklearn"
+    chunk_size: int | None = None
+    scheduler_address: str | None = None
+
+    def validate(self) -> WorkflowConfig:
+        """Check every value; return self so calls can be chained."""
+        for name in ("n_bootstraps", "top_n", "max_iter", "n_cpus"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value <= 0:
+                raise OptionError(f"--{name} must be a positive integer, got {value!r}")
+        if self.chunk_size is not None and self.chunk_size <= 0:
+            raise OptionError(f"--chunk_size must be a positive integer, got {self.chunk_size!r}")
+        for name in ("all_data_ci_level", "topn_ci_level", "stabilization_ci_start"):
+            value = getattr(self, name)
+            if not 0.0 < value < 100.0:
+                raise OptionError(f"--{name} must be between 0 and 100 (exclusive), got {value}")
+        if self.stabilization_ci_step <= 0:
+            raise OptionError(
+                f"--stabilization_ci_step must be positive, got {self.stabilization_ci_step}"
+            )
+        bins = self.bins
+        if len(bins) < 2:
+            raise OptionError(f"--bins needs at least two edges, got {_format_bins(bins)}")
+        if bins[0] != 0:
+            raise OptionError(f"--bins must start at 0, got {_format_bins(bins)}")
+        if not math.isinf(bins[-1]) or bins[-1] < 0:
+            raise OptionError(f"--bins must end at np.inf, got {_format_bins(bins)}")
+        if any(b >= a_next for b, a_next in zip(bins, bins[1:])):
+            raise OptionError(f"--bins must be strictly increasing, got {_format_bins(bins)}")
+        if self.engine not in ENGINES:
+            raise OptionError(
+                f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"
+            )
+        if not self.perturbed_tf:
+            raise OptionError("--perturbed_tf must name a column of the response file")
+        if self.random_state is not None and not 0 <= self.random_state < 2**32 - 10:
+            raise OptionError(
+                f"--random_state must be between 0 and {2**32 - 11}, got {self.random_state}"
+            )
+        return self
+
+    @property
+    def exclude_all_interactors(self) -> bool:
+        """True when ``--exclude_interactor_variables exclude_all`` was given."""
+        return EXCLUDE_ALL in self.exclude_interactor_variables
+
+    def options_record(self) -> dict[str, Any]:
+        """Every option as plain JSON-ready values (for ``data_summary.json``)."""
+        record = asdict(self)
+        for key, value in record.items():
+            if isinstance(value, Path):
+                record[key] = str(value)
+            elif isinstance(value, tuple):
+                record[key] = list(value)
+        record["bins"] = _format_bins(self.bins)
+        return record
+
+
+def _format_bins(bins: tuple[float, ...]) -> str:
+    return ",".join("np.inf" if math.isinf(b) and b > 0 else f"{b:g}" for b in bins)

@@ -1,0 +1,235 @@
+"""Cluster lifecycle and the distributed bootstrap fits (the only room that imports Dask).
+
+``Executor.connect`` starts an embedded ``LocalCluster`` (one single-threaded
+worker process per CPU), joins a running scheduler, or wraps a ``Client`` the
+caller already has; it closes only what it created. ``Executor.fit_bootstraps``
+scatters a stage's design matrix and response once, submits the bootstraps in
+chunks as futures, and gathers the results in bootstrap order.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from distributed import Client, LocalCluster, as_completed
+from threadpoolctl import threadpool_limits
+
+from .engines import BootstrapFits, LassoParams, get_engine
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+"""Called as ``progress(bootstraps_done, bootstraps_total)``."""
+
+MIN_CHUNK = 10
+MAX_CHUNK = 50
+TASK_RETRIES = 2
+DASHBOARD_PORT = 8787
+
+
+class StageFailure(RuntimeError):
+    """A chunk of bootstrap fits failed after its retries."""
+
+
+def _fit_chunk(
+    engine: str,
+    X: np.ndarray,
+    y: np.ndarray,
+    bootstrap: np.ndarray,
+    weights: np.ndarray,
+    test_folds: np.ndarray,
+    params: LassoParams,
+) -> BootstrapFits:
+    """Worker side: fit one chunk with BLAS pinned to one thread."""
+    with threadpool_limits(limits=1):
+        return get_engine(engine)(X, y, bootstrap, weights, test_folds, params)
+
+
+def default_chunk_size(n_bootstraps: int, n_workers: int) -> int:
+    """About four tasks per worker, each holding 10 to 50 bootstraps."""
+    per_task = math.ceil(n_bootstraps / max(1, 4 * n_workers))
+    return int(min(MAX_CHUNK, max(MIN_CHUNK, per_task)))
+
+
+def _free_port(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class Executor:
+    """A Dask client plus the knowledge of whether we own it.
+
+    Attributes
+    ----------
+    client : distributed.Client
+    owns_client : bool
+        True when this executor created the client (and maybe the cluster) and
+        must close them.
+    cluster : LocalCluster or None
+        The embedded cluster, when one was started.
+    """
+
+    client: Client
+    owns_client: bool
+    cluster: LocalCluster | None = None
+    _closed: bool = field(default=False, repr=False)
+
+    @classmethod
+    def connect(
+        cls,
+        n_workers: int = 4,
+        scheduler_address: str | None = None,
+        client: Client | None = None,
+        processes: bool = True,
+    ) -> Executor:
+        """Use ``client``, or join ``scheduler_address``, or start a ``LocalCluster``.
+
+        Parameters
+        ----------
+        n_workers : int
+            Worker processes of an embedded cluster (one thread each).
+        scheduler_address : str, optional
+            ``tcp://host:port`` of a running scheduler.
+        client : distributed.Client, optional
+            A client the caller owns; it is never closed here.
+        processes : bool
+            Embedded cluster only: worker processes (True) or threads (tests).
+        """
+        if client is not None:
+            return cls(client=client, owns_client=False)
+        if scheduler_address is not None:
+            return cls(client=Client(scheduler_address, timeout="30s"), owns_client=True)
+        dashboard = f":{DASHBOARD_PORT}" if _free_port(DASHBOARD_PORT) else ":0"
+        cluster = LocalCluster(
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=processes,
+            dashboard_address=dashboard,
+        )
+        executor = cls(client=Client(cluster), owns_client=True, cluster=cluster)
+        logger.info(
+            "started a local Dask cluster: %d workers x 1 thread; dashboard %s",
+            n_workers,
+            executor.client.dashboard_link,
+        )
+        return executor
+
+    def close(self) -> None:
+        """Close the client and cluster if this executor created them."""
+        if self._closed:
+            return
+        self._closed = True
+        if self.owns_client:
+            self.client.close()
+            if self.cluster is not None:
+                self.cluster.close()
+
+    def __enter__(self) -> Executor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @property
+    def n_workers(self) -> int:
+        return len(self.client.scheduler_info(n_workers=-1)["workers"])
+
+    def describe(self) -> dict[str, Any]:
+        """Address, workers and threads of the cluster (for ``data_summary.json``)."""
+        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        return {
+            "address": self.client.scheduler.address,
+            "embedded": self.cluster is not None,
+            "workers": len(workers),
+            "threads": int(sum(w.get("nthreads", 0) for w in workers.values())),
+            "dashboard": self.client.dashboard_link,
+        }
+
+    def fit_bootstraps(
+        self,
+        label: str,
+        engine: str,
+        X: np.ndarray,
+        y: np.ndarray,
+        weights: np.ndarray,
+        test_folds: np.ndarray,
+        params: LassoParams,
+        chunk_size: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> BootstrapFits:
+        """Fit every bootstrap of a stage on the cluster.
+
+        Parameters
+        ----------
+        label : str
+            Names the stage in task keys and error messages.
+        engine : str
+            Engine name (``sklearn``, ``gram``).
+        X : ndarray of shape (n_samples, n_terms)
+        y : ndarray of shape (n_samples,)
+        weights : ndarray of shape (n_bootstraps, n_samples)
+        test_folds : ndarray of shape (n_bootstraps, n_samples)
+        params : LassoParams
+        chunk_size : int, optional
+            Bootstraps per task; by default about four tasks per worker.
+        progress : callable, optional
+            Told the number of bootstraps done after every finished chunk.
+
+        Returns
+        -------
+        BootstrapFits
+            Ordered by bootstrap index, whatever the chunking or arrival order.
+        """
+        n_bootstraps = weights.shape[0]
+        chunk = chunk_size or default_chunk_size(n_bootstraps, max(1, self.n_workers))
+        token = uuid.uuid4().hex[:12]
+        X_future, y_future = self.client.scatter([X, y], broadcast=True, hash=False)
+        futures = {}
+        for start in range(0, n_bootstraps, chunk):
+            stop = min(start + chunk, n_bootstraps)
+            future = self.client.submit(
+                _fit_chunk,
+                engine,
+                X_future,
+                y_future,
+                np.arange(start, stop),
+                weights[start:stop],
+                test_folds[start:stop],
+                params,
+                key=f"tfbp-fit-{label}-{token}-{start}",
+                retries=TASK_RETRIES,
+            )
+            futures[future] = (start, stop)
+        parts: list[BootstrapFits] = []
+        done = 0
+        try:
+            for future in as_completed(futures):
+                start, stop = futures[future]
+                try:
+                    parts.append(future.result())
+                except Exception as error:
+                    raise StageFailure(
+                        f"{label}: bootstraps {start}-{stop - 1} failed after "
+                        f"{TASK_RETRIES} retries: {type(error).__name__}: {error}"
+                    ) from error
+                done += stop - start
+                if progress is not None:
+                    progress(done, n_bootstraps)
+        finally:
+            for future in futures:
+                future.release()
+            X_future.release()
+            y_future.release()
+        return BootstrapFits.concatenate(parts)

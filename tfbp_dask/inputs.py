@@ -1,0 +1,803 @@
+"""Reading, validating and aligning the input tables.
+
+This room owns everything between the paths the user gave and the rows that are modeled:
+
+* reading the response and predictors tables (CSV, or Parquet by extension) and the blacklist;
+* every check on them, each failing with one line (:class:`~tfbp_dask.errors.InputError`)
+  that names the file, the problem and the first few offending ids, columns or lines;
+* the choice of the response column (the one named after the perturbed TF, or the single data
+  column of an older two-column response file, with a warning);
+* alignment of the two tables on their common feature ids, the blacklist (which always holds the
+  perturbed TF's own id) and the row order (feature id, ascending, plain string order).
+
+It does not build design terms (``design.py`` does). Reading and preparing are separate so
+that a batch of many perturbed TFs reads each file once (:func:`read_table`) and prepares the
+rows per TF (:func:`prepare_modeling_data`).
+
+Conventions, where the format leaves room: surrounding whitespace of feature ids and column
+names is ignored; lines that are blank (or hold only empty cells) are skipped; the cells that
+``pandas.read_csv`` reads as missing (``""``, ``NA``, ``NaN``, ``null``, …) are missing values.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import logging
+import math
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tfbp_dask.errors import InputError
+
+__all__ = [
+    "PARQUET_SUFFIXES",
+    "ModelingData",
+    "load_inputs",
+    "prepare_modeling_data",
+    "read_blacklist",
+    "read_table",
+]
+
+logger = logging.getLogger(__name__)
+
+#: File name endings read as Parquet (case-insensitive); anything else is read as CSV.
+PARQUET_SUFFIXES = (".parquet", ".pq")
+
+# The strings pandas.read_csv reads as missing by default, so that a file means the same here
+# as in a notebook.
+_NA_TOKENS = frozenset(
+    {
+        "",
+        "#N/A",
+        "#N/A N/A",
+        "#NA",
+        "-1.#IND",
+        "-1.#QNAN",
+        "-NaN",
+        "-nan",
+        "1.#IND",
+        "1.#QNAN",
+        "<NA>",
+        "N/A",
+        "NA",
+        "NULL",
+        "NaN",
+        "None",
+        "n/a",
+        "nan",
+        "null",
+    }
+)
+_PREVIEW_ITEMS = 5
+_MAX_ITEM_CHARS = 40
+
+
+@dataclass(frozen=True, eq=False)
+class ModelingData:
+    """The aligned, validated rows of one perturbed TF, ready for the design matrix.
+
+    Attributes
+    ----------
+    perturbed_tf : str
+        The perturbed TF (pTF).
+    response : Series of shape (n_features,)
+        float64 response values; index = modeled feature ids, ascending; name = the pTF.
+    predictors : DataFrame of shape (n_features, n_predictors)
+        float64 binding values; same index as ``response``; columns = every predictor column in
+        file order, the pTF's included.
+    feature_counts : dict of str to int
+        ``response_rows``, ``predictor_rows``, ``common`` (ids in both files),
+        ``blacklisted_removed`` (common ids removed by the blacklist, the pTF's own id included)
+        and ``modeled``.
+    warnings : tuple of str
+        One-line warnings raised while preparing (also logged at WARNING).
+    """
+
+    perturbed_tf: str
+    response: pd.Series
+    predictors: pd.DataFrame
+    feature_counts: dict[str, int]
+    warnings: tuple[str, ...] = ()
+
+
+# ---------------------------------------------------------------------------------------------
+# Public functions
+
+
+def read_table(path: Path, role: str) -> pd.DataFrame:
+    """Read a response or predictors table and check its structure.
+
+    Parameters
+    ----------
+    path : Path
+        A CSV file, or a Parquet file if the name ends with ``.parquet`` or ``.pq``. The first
+        column holds the feature ids, whatever its header; a UTF-8 byte order mark is ignored.
+    role : str
+        ``"response"`` or ``"predictors"``; messages start with ``"{role} file {path}: "``.
+
+    Returns
+    -------
+    DataFrame
+        Index = the feature ids as strings, named as the first column's header; columns = the
+        other columns in file order. A CSV column whose cells are all numbers or missing is
+        float64; any other column keeps its text, so that :func:`prepare_modeling_data` can
+        name the offending value if the column is used. Values are not required to be numeric
+        here.
+
+    Raises
+    ------
+    InputError
+        Missing, unreadable or empty file; a directory; not UTF-8; malformed CSV or Parquet;
+        no header or no data rows; fewer than two columns; empty or duplicate column names;
+        rows with the wrong number of fields; empty or duplicate feature ids.
+    """
+    path = Path(path)
+    label = f"{role} file {path}"
+    raw = _read_bytes(path, label, allow_empty=False)
+    if path.suffix.lower() in PARQUET_SUFFIXES:
+        return _parse_parquet(raw, label)
+    return _parse_csv(raw, label)
+
+
+def read_blacklist(path: Path) -> list[str]:
+    """Read a blacklist: one feature id per line.
+
+    Parameters
+    ----------
+    path : Path
+        A UTF-8 text file. Surrounding whitespace and blank lines are ignored; an empty file is
+        an empty blacklist.
+
+    Returns
+    -------
+    list of str
+        The ids in file order, each once.
+
+    Raises
+    ------
+    InputError
+        Missing or unreadable file, a directory, or bytes that are not UTF-8.
+    """
+    path = Path(path)
+    label = f"blacklist file {path}"
+    text = _decode(_read_bytes(path, label, allow_empty=True), label)
+    ids = dict.fromkeys(line.strip() for line in text.splitlines())
+    ids.pop("", None)
+    return list(ids)
+
+
+def prepare_modeling_data(
+    response_table: pd.DataFrame,
+    predictors_table: pd.DataFrame,
+    perturbed_tf: str,
+    *,
+    response_path: Path | str,
+    predictors_path: Path | str,
+    blacklist: Iterable[str] = (),
+    add_model_variables: Sequence[str] = (),
+    exclude_interactor_variables: Sequence[str] = (),
+    min_rows: int = 4,
+) -> ModelingData:
+    """Select the response column, align the tables and check the values that will be used.
+
+    Parameters
+    ----------
+    response_table, predictors_table : DataFrame
+        Tables as returned by :func:`read_table` (feature ids as a unique string index).
+    perturbed_tf : str
+        The pTF: the response column's header (exact, case-sensitive) and a predictor column.
+    response_path, predictors_path : Path or str
+        Where the tables came from, for messages.
+    blacklist : iterable of str, optional
+        Feature ids to leave out. The pTF's own id is always left out too.
+    add_model_variables : sequence of str, optional
+        Names that must be predictor columns (``--add_model_variables``).
+    exclude_interactor_variables : sequence of str, optional
+        Names that should be predictor columns; unknown ones give a warning only. The word
+        ``exclude_all`` is not a column name and is never warned about.
+    min_rows : int, default 4
+        Fewest modeled rows accepted (4-fold stratified cross-validation needs 4).
+
+    Returns
+    -------
+    ModelingData
+
+    Raises
+    ------
+    InputError
+        pTF column missing (close matches are listed), unknown ``add_model_variables``, no
+        common feature ids, fewer than ``min_rows`` modeled rows, or a non-numeric, missing or
+        infinite value in the response column or any predictor column over the modeled rows.
+    """
+    response_label = f"response file {response_path}"
+    predictors_label = f"predictors file {predictors_path}"
+    warnings: list[str] = []
+
+    response_columns = [str(column) for column in response_table.columns]
+    predictor_columns = [str(column) for column in predictors_table.columns]
+    if perturbed_tf in response_columns:
+        response_position = response_columns.index(perturbed_tf)
+    elif len(response_columns) == 1:
+        response_position = 0
+        warnings.append(
+            f"{response_label}: its only data column, {_quote(response_columns[0])}, is not "
+            f"named after the perturbed TF {_quote(perturbed_tf)}; using it as the response "
+            "(older two-column response format)"
+        )
+    else:
+        raise _fail(
+            response_label,
+            _missing_column_problem(perturbed_tf, response_columns, "the perturbed TF"),
+        )
+    if perturbed_tf not in predictor_columns:
+        raise _fail(
+            predictors_label,
+            _missing_column_problem(perturbed_tf, predictor_columns, "the perturbed TF"),
+        )
+
+    known = set(predictor_columns)
+    unknown_add = [name for name in dict.fromkeys(add_model_variables) if name not in known]
+    if unknown_add:
+        raise _fail(
+            predictors_label,
+            _unknown_variables_problem("--add_model_variables", unknown_add, predictor_columns),
+        )
+    unknown_exclude = [
+        name
+        for name in dict.fromkeys(exclude_interactor_variables)
+        if name != "exclude_all" and name not in known
+    ]
+    if unknown_exclude:
+        warnings.append(
+            f"{predictors_label}: --exclude_interactor_variables "
+            f"{_not_columns(unknown_exclude)}; ignored"
+        )
+
+    response_ids = [str(feature) for feature in response_table.index]
+    predictor_ids = [str(feature) for feature in predictors_table.index]
+    # read_table guarantees this; tables built elsewhere get the same message.
+    _check_ids(response_label, response_ids, [f"row {n}" for n in range(1, len(response_ids) + 1)])
+    _check_ids(
+        predictors_label, predictor_ids, [f"row {n}" for n in range(1, len(predictor_ids) + 1)]
+    )
+    common = set(response_ids).intersection(predictor_ids)
+    if not common:
+        raise _fail(
+            response_label,
+            f"no feature ids in common with {predictors_label} (response ids look like "
+            f"{', '.join(_short(i) for i in response_ids[:3])}; predictor ids look like "
+            f"{', '.join(_short(i) for i in predictor_ids[:3])})",
+        )
+    excluded = set(blacklist) | {perturbed_tf}
+    modeled_ids = sorted(common - excluded)
+    feature_counts = {
+        "response_rows": len(response_ids),
+        "predictor_rows": len(predictor_ids),
+        "common": len(common),
+        "blacklisted_removed": len(common & excluded),
+        "modeled": len(modeled_ids),
+    }
+    if len(modeled_ids) < min_rows:
+        raise _fail(
+            response_label,
+            f"only {_plural(len(modeled_ids), 'feature')} left to model after alignment with "
+            f"{predictors_label} ({feature_counts['common']} in common, "
+            f"{feature_counts['blacklisted_removed']} removed by the blacklist and the perturbed "
+            f"TF's own id); at least {min_rows} are needed for 4-fold stratified "
+            "cross-validation",
+        )
+
+    response_rows = pd.Index(response_ids).get_indexer(modeled_ids)
+    predictor_rows = pd.Index(predictor_ids).get_indexer(modeled_ids)
+    response_cells = response_table.iloc[response_rows, response_position]
+    response_values, problem = _checked_column(
+        response_cells, response_columns[response_position], modeled_ids
+    )
+    if problem is not None:
+        raise _fail(response_label, problem)
+
+    predictor_values: list[np.ndarray] = []
+    problems: list[tuple[str, str]] = []
+    for position, column in enumerate(predictor_columns):
+        cells = predictors_table.iloc[predictor_rows, position]
+        values, problem = _checked_column(cells, column, modeled_ids)
+        predictor_values.append(values)
+        if problem is not None:
+            problems.append((column, problem))
+    if problems:
+        message = problems[0][1]
+        if len(problems) > 1:
+            others = [_quote(column) for column, _ in problems[1:]]
+            message += f"; other columns with bad values: {_preview(others)}"
+        raise _fail(predictors_label, message)
+
+    index = pd.Index(modeled_ids, name=response_table.index.name)
+    response = pd.Series(response_values, index=index, name=perturbed_tf, dtype=np.float64)
+    predictors = pd.DataFrame(
+        np.column_stack(predictor_values), index=index, columns=pd.Index(predictor_columns)
+    )
+    for warning in warnings:
+        logger.warning("%s", warning)
+    logger.info("features for %s: %s", perturbed_tf, feature_counts)
+    return ModelingData(
+        perturbed_tf=perturbed_tf,
+        response=response,
+        predictors=predictors,
+        feature_counts=feature_counts,
+        warnings=tuple(warnings),
+    )
+
+
+def load_inputs(
+    response_file: Path,
+    predictors_file: Path,
+    perturbed_tf: str,
+    blacklist_file: Path | None = None,
+    add_model_variables: Sequence[str] = (),
+    exclude_interactor_variables: Sequence[str] = (),
+    min_rows: int = 4,
+) -> ModelingData:
+    """Read the input files and prepare the modeled rows of one perturbed TF.
+
+    :func:`read_table` on both tables, :func:`read_blacklist` if a blacklist is given, then
+    :func:`prepare_modeling_data`; see those for the rules.
+
+    Parameters
+    ----------
+    response_file, predictors_file : Path
+        CSV or Parquet tables, feature ids in the first column.
+    perturbed_tf : str
+        The perturbed TF.
+    blacklist_file : Path, optional
+        One feature id per line.
+    add_model_variables, exclude_interactor_variables : sequence of str, optional
+        As for :func:`prepare_modeling_data`.
+    min_rows : int, default 4
+        Fewest modeled rows accepted.
+
+    Returns
+    -------
+    ModelingData
+
+    Raises
+    ------
+    InputError
+        For any bad input, with a one-line message.
+    """
+    response_table = read_table(Path(response_file), "response")
+    predictors_table = read_table(Path(predictors_file), "predictors")
+    blacklist = read_blacklist(Path(blacklist_file)) if blacklist_file is not None else []
+    return prepare_modeling_data(
+        response_table,
+        predictors_table,
+        perturbed_tf,
+        response_path=response_file,
+        predictors_path=predictors_file,
+        blacklist=blacklist,
+        add_model_variables=add_model_variables,
+        exclude_interactor_variables=exclude_interactor_variables,
+        min_rows=min_rows,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def _read_bytes(path: Path, label: str, *, allow_empty: bool) -> bytes:
+    if path.is_dir():
+        raise _fail(label, "is a directory, not a file")
+    if not path.exists():
+        raise _fail(label, "does not exist")
+    try:
+        raw = path.read_bytes()
+    except OSError as err:
+        raise _fail(label, f"cannot be read ({err.strerror or err})") from err
+    if not allow_empty and not raw.strip():
+        raise _fail(label, "is empty")
+    return raw
+
+
+def _decode(raw: bytes, label: str) -> str:
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+            hint = "it looks like UTF-16; save it as UTF-8"
+        elif raw.startswith(b"\x1f\x8b"):
+            hint = "it looks gzip-compressed; decompress it first"
+        elif raw.startswith(b"PAR1"):
+            hint = "it looks like Parquet; name it *.parquet"
+        else:
+            hint = "save it as UTF-8"
+        raise _fail(
+            label,
+            f"is not valid UTF-8 text (byte 0x{raw[err.start]:02x} at line {line}); {hint}",
+        ) from err
+
+
+def _parse_csv(raw: bytes, label: str) -> pd.DataFrame:
+    text = _decode(raw, label)
+    # Without quote characters a record is one line split at commas, so the lines can be checked
+    # cheaply and the values parsed by pandas' C parser; quoted files go through the csv module.
+    if '"' in text:
+        records = _quoted_records(text, label)
+    else:
+        records = _plain_records(text)
+    if records.header is None:
+        raise _fail(label, "is empty")
+
+    names = [name.strip() for name in records.header]
+    if len(names) < 2:
+        raise _fail(label, _one_column_problem(records.header[0]))
+    if all(_looks_numeric(name) for name in names[1:]):
+        raise _fail(
+            label,
+            f"has no header line: line {records.header_line} looks like data "
+            f"({_preview([_quote(name) for name in names])}); the first line must name the "
+            "columns",
+        )
+    _check_column_names(label, names)
+    if not records.lines:
+        raise _fail(label, "has a header but no data rows")
+    ragged = [
+        (line, n_fields)
+        for line, n_fields in zip(records.lines, records.field_counts)
+        if n_fields != len(names)
+    ]
+    if ragged:
+        line, n_fields = ragged[0]
+        problem = f"line {line} has {n_fields} fields but the header has {len(names)}"
+        if len(ragged) > 1:
+            problem += f"; other such lines: {_preview([str(line) for line, _ in ragged[1:]])}"
+        raise _fail(label, problem)
+
+    if records.rows is not None:
+        columns = list(zip(*records.rows))
+        ids = [feature.strip() for feature in columns[0]]
+        values = [_parse_cells(cells) for cells in columns[1:]]
+    else:
+        ids, values = _parse_plain_body(records.body, len(names), label)
+    _check_ids(label, ids, [f"line {line}" for line in records.lines])
+    return pd.DataFrame(dict(zip(names[1:], values)), index=pd.Index(ids, name=names[0]))
+
+
+@dataclass
+class _Records:
+    """The record structure of a CSV text: header, and per data record its line and width."""
+
+    header: list[str] | None = None
+    header_line: int = 0
+    lines: list[int] = field(default_factory=list)
+    field_counts: list[int] = field(default_factory=list)
+    rows: list[list[str]] | None = None  # the cells, when parsed by the csv module
+    body: str = ""  # the data lines, when they are left to pandas
+
+
+def _plain_records(text: str) -> _Records:
+    records = _Records()
+    kept: list[str] = []
+    for number, line in enumerate(io.StringIO(text, newline=""), start=1):
+        content = line.rstrip("\r\n")
+        if not content.replace(",", "").strip():
+            continue
+        if records.header is None:
+            records.header, records.header_line = content.split(","), number
+        else:
+            kept.append(content)
+            records.lines.append(number)
+            records.field_counts.append(content.count(",") + 1)
+    records.body = "\n".join(kept) + "\n"
+    return records
+
+
+def _quoted_records(text: str, label: str) -> _Records:
+    records = _Records(rows=[])
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        for row in reader:
+            if all(not cell.strip() for cell in row):
+                continue
+            if records.header is None:
+                records.header, records.header_line = row, reader.line_num
+            else:
+                records.rows.append(row)
+                records.lines.append(reader.line_num)
+                records.field_counts.append(len(row))
+    except csv.Error as err:
+        raise _fail(label, f"is not valid CSV at line {reader.line_num}: {err}") from err
+    return records
+
+
+def _parse_plain_body(body: str, n_columns: int, label: str) -> tuple[list[str], list[np.ndarray]]:
+    """Ids and column values of quote-free data lines, each known to have ``n_columns`` fields."""
+    try:
+        frame = pd.read_csv(
+            io.StringIO(body),
+            header=None,
+            names=list(range(n_columns)),
+            dtype={0: str},
+            keep_default_na=False,
+            na_values={position: sorted(_NA_TOKENS) for position in range(1, n_columns)},
+            skip_blank_lines=False,
+            engine="c",
+        )
+    except (ValueError, pd.errors.ParserError) as err:
+        raise _fail(label, f"cannot be parsed as CSV ({_first_line(err)})") from err
+    if len(frame) != body.count("\n"):  # one record per line; anything else is a parser surprise
+        raise _fail(label, "cannot be parsed as CSV (rows and lines do not match)")
+    ids = [feature.strip() for feature in frame[0].tolist()]
+    values = []
+    for position in range(1, n_columns):
+        column = frame[position]
+        if pd.api.types.is_integer_dtype(column.dtype) or pd.api.types.is_float_dtype(column.dtype):
+            values.append(column.to_numpy(dtype=np.float64))
+        else:
+            values.append(column.to_numpy(dtype=object))
+    return ids, values
+
+
+def _parse_parquet(raw: bytes, label: str) -> pd.DataFrame:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        table = pq.read_table(pa.BufferReader(raw))
+        duplicated = _duplicates([str(name).strip() for name in table.column_names])
+        if duplicated:
+            raise _fail(label, f"duplicate column names: {_preview(duplicated)}")
+        frame = table.to_pandas()
+        # A table written from a frame with a meaningful index keeps the ids in the index.
+        if not isinstance(frame.index, pd.RangeIndex):
+            frame = frame.reset_index()
+    except InputError:
+        raise
+    except Exception as err:  # pyarrow raises many types (ArrowInvalid, OSError, …)
+        raise _fail(label, f"cannot be read as Parquet ({_first_line(err)})") from err
+
+    names = [str(name).strip() for name in frame.columns]
+    if len(names) < 2:
+        raise _fail(label, _one_column_problem(names[0] if names else ""))
+    _check_column_names(label, names)
+    if len(frame) == 0:
+        raise _fail(label, "has no data rows")
+    ids = ["" if _is_missing(feature) else str(feature).strip() for feature in frame.iloc[:, 0]]
+    _check_ids(label, ids, [f"row {row}" for row in range(1, len(ids) + 1)])
+    data = {}
+    for position, name in enumerate(names[1:], start=1):
+        column = frame.iloc[:, position]
+        data[name] = (
+            column.to_numpy(dtype=np.float64, na_value=np.nan)
+            if _is_plain_numeric(column.dtype)
+            else column.to_numpy(dtype=object)
+        )
+    return pd.DataFrame(data, index=pd.Index(ids, name=names[0]))
+
+
+def _one_column_problem(header: str) -> str:
+    problem = "has only one column; expected feature ids followed by data columns"
+    if "\t" in header:
+        return problem + " (it looks tab-separated; use commas)"
+    if ";" in header:
+        return problem + " (it looks semicolon-separated; use commas)"
+    return problem
+
+
+def _check_column_names(label: str, names: list[str]) -> None:
+    empty = [str(number) for number, name in enumerate(names, start=1) if number > 1 and not name]
+    if empty:
+        where = "column" if len(empty) == 1 else "columns"
+        raise _fail(label, f"empty column name at {where} {_preview(empty)} of {len(names)}")
+    duplicated = _duplicates(names)
+    if duplicated:
+        raise _fail(label, f"duplicate column names: {_preview(duplicated)}")
+
+
+def _check_ids(label: str, ids: list[str], places: list[str]) -> None:
+    empty = [place for place, feature in zip(places, ids) if not feature]
+    if empty:
+        raise _fail(label, f"empty feature id at {_preview(empty)}")
+    duplicated = _duplicates(ids)
+    if duplicated:
+        raise _fail(label, f"duplicate feature ids: {_preview(duplicated)}")
+
+
+def _parse_cells(cells: Sequence[str]) -> np.ndarray | list[str]:
+    """float64 values if every cell is a number or missing; else the cells' text."""
+    try:
+        return np.array(cells, dtype=np.float64)
+    except ValueError:
+        pass
+    values = np.empty(len(cells), dtype=np.float64)
+    for position, cell in enumerate(cells):
+        number = _text_to_float(cell)
+        if number is None:
+            return [cell.strip() for cell in cells]
+        values[position] = number
+    return values
+
+
+# ---------------------------------------------------------------------------------------------
+# Values
+
+
+def _checked_column(
+    cells: pd.Series, column: str, feature_ids: list[str]
+) -> tuple[np.ndarray, str | None]:
+    """float64 values of ``cells`` and a one-line problem (non-numeric, missing, infinite)."""
+    if _is_plain_numeric(cells.dtype):
+        values = cells.to_numpy(dtype=np.float64, na_value=np.nan)
+        non_numeric: list[int] = []
+    else:
+        raw_cells = cells.tolist()
+        values = np.empty(len(raw_cells), dtype=np.float64)
+        non_numeric = []
+        for position, cell in enumerate(raw_cells):
+            number = _cell_to_float(cell)
+            if number is None:
+                non_numeric.append(position)
+                number = math.nan
+            values[position] = number
+        if non_numeric:
+            if len(non_numeric) == 1:
+                position = non_numeric[0]
+                return values, (
+                    f"column {_quote(column)} has non-numeric value {_quote(raw_cells[position])} "
+                    f"at feature {_short(feature_ids[position])}"
+                )
+            shown = [
+                f"{_short(feature_ids[position])} ({_quote(raw_cells[position])})"
+                for position in non_numeric[:_PREVIEW_ITEMS]
+            ]
+            return values, (
+                f"column {_quote(column)} has non-numeric values at features "
+                f"{_preview(shown, total=len(non_numeric), shorten=False)}"
+            )
+    for mask, kind in (
+        (np.isnan(values), "missing (empty or NaN)"),
+        (np.isinf(values), "infinite"),
+    ):
+        positions = np.flatnonzero(mask)
+        if positions.size:
+            features = [feature_ids[position] for position in positions[:_PREVIEW_ITEMS]]
+            noun = "value at feature" if positions.size == 1 else "values at features"
+            return values, (
+                f"column {_quote(column)} has {kind} {noun} "
+                f"{_preview(features, total=int(positions.size))}"
+            )
+    return values, None
+
+
+def _is_plain_numeric(dtype: object) -> bool:
+    return (
+        pd.api.types.is_numeric_dtype(dtype)
+        and not pd.api.types.is_bool_dtype(dtype)
+        and not pd.api.types.is_complex_dtype(dtype)
+    )
+
+
+def _is_missing(cell: object) -> bool:
+    if cell is None or cell is pd.NA or cell is pd.NaT:
+        return True
+    return isinstance(cell, float | np.floating) and math.isnan(cell)
+
+
+def _text_to_float(text: str) -> float | None:
+    text = text.strip()
+    if text in _NA_TOKENS:
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _cell_to_float(cell: object) -> float | None:
+    """The number a cell holds, NaN if it is missing, None if it is not a number."""
+    if _is_missing(cell):
+        return math.nan
+    if isinstance(cell, bool | np.bool_):
+        return None
+    if isinstance(cell, str):
+        return _text_to_float(cell)
+    try:
+        return float(cell)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _looks_numeric(text: str) -> bool:
+    number = _text_to_float(text)
+    return number is not None and not math.isnan(number)
+
+
+# ---------------------------------------------------------------------------------------------
+# Messages
+
+
+def _fail(label: str, problem: str) -> InputError:
+    # One line whatever the offending values hold.
+    return InputError(" ".join(f"{label}: {problem}".splitlines()))
+
+
+def _short(text: object) -> str:
+    text = str(text)
+    if not text.isprintable():
+        text = repr(text)[1:-1]
+    if len(text) > _MAX_ITEM_CHARS:
+        text = text[: _MAX_ITEM_CHARS - 3] + "..."
+    return text
+
+
+def _quote(text: object) -> str:
+    return f"'{_short(text)}'"
+
+
+def _preview(items: Sequence[str], total: int | None = None, *, shorten: bool = True) -> str:
+    """The first few items, comma-separated, then "(N more)" if ``total`` exceeds them."""
+    total = len(items) if total is None else total
+    head = items[:_PREVIEW_ITEMS]
+    shown = ", ".join(_short(item) for item in head) if shorten else ", ".join(head)
+    hidden = total - min(len(items), _PREVIEW_ITEMS)
+    return f"{shown} ({hidden} more)" if hidden > 0 else shown
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def _duplicates(names: Sequence[str]) -> list[str]:
+    counts = Counter(names)
+    return [name for name in counts if counts[name] > 1]
+
+
+def _close_matches(name: str, candidates: Sequence[str]) -> list[str]:
+    """Names that differ from ``name`` only in case, else the few most similar ones."""
+    folded_name = name.casefold()
+    same_but_case = [candidate for candidate in candidates if candidate.casefold() == folded_name]
+    if same_but_case:
+        return same_but_case
+    by_folded: dict[str, list[str]] = {}
+    for candidate in candidates:
+        by_folded.setdefault(candidate.casefold(), []).append(candidate)
+    folded_matches = difflib.get_close_matches(folded_name, list(by_folded), n=3, cutoff=0.6)
+    return [candidate for key in folded_matches for candidate in by_folded[key]][:3]
+
+
+def _missing_column_problem(name: str, columns: Sequence[str], what: str) -> str:
+    problem = f"no column named {_quote(name)} ({what}; names are case-sensitive)"
+    matches = _close_matches(name, columns)
+    if matches:
+        return problem + f"; close matches: {', '.join(_quote(match) for match in matches)}"
+    return problem + f"; columns are: {_preview([_quote(column) for column in columns])}"
+
+
+def _unknown_variables_problem(option: str, unknown: list[str], columns: Sequence[str]) -> str:
+    problem = f"{option} {_not_columns(unknown)}"
+    matches = _close_matches(unknown[0], columns)
+    if matches:
+        return problem + (
+            f"; close matches for {_quote(unknown[0])}: "
+            f"{', '.join(_quote(match) for match in matches)}"
+        )
+    return problem + f"; predictor columns are: {_preview([_quote(c) for c in columns])}"
+
+
+def _not_columns(names: Sequence[str]) -> str:
+    quoted = _preview([_quote(name) for name in names])
+    if len(names) == 1:
+        return f"names a variable that is not a predictor column: {quoted}"
+    return f"names {len(names)} variables that are not predictor columns: {quoted}"

@@ -1,0 +1,198 @@
+"""The run directory and every file in it (SPEC §9).
+
+A run writes into ``{run_dir}.partial/`` and renames it to ``{run_dir}`` only
+when everything is written, so a finished directory is always complete. Every
+table is written as CSV plus a typed Parquet twin; each file is written to a
+temporary name and moved into place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from . import plots
+from .interactors import InteractorResult
+from .workflow import StageResult, WorkflowResult
+
+logger = logging.getLogger(__name__)
+
+PARTIAL_SUFFIX = ".partial"
+STAGE_DIRS = {"all_data": "all_data_results", "topn": "topn_results"}
+STAGE_TITLES = {"all_data": "all data", "topn": "top-N"}
+
+
+def timestamp_now() -> str:
+    """``YYYYMMDD_HHMMSS`` of the local time."""
+    return datetime.now().strftime("%Y%m%d_%H%M%S")
+
+
+def ci_tag(level: float) -> str:
+    """``98.0`` -> ``98-0`` (the published tool's file-name spelling)."""
+    return f"{float(level):.1f}".replace(".", "-")
+
+
+def write_table(frame: pd.DataFrame, path_without_suffix: Path) -> None:
+    """Write ``frame`` as ``.csv`` and ``.parquet`` (same columns, typed)."""
+    for suffix in (".csv", ".parquet"):
+        target = path_without_suffix.with_name(path_without_suffix.name + suffix)
+        temporary = target.with_name(f".{target.name}.tmp")
+        if suffix == ".csv":
+            frame.to_csv(temporary, index=False)
+        else:
+            frame.to_parquet(temporary, index=False, engine="pyarrow")
+        os.replace(temporary, target)
+
+
+def write_json(value: Any, path: Path) -> None:
+    """Write JSON atomically (indent 2, a trailing newline)."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(json.dumps(value, indent=2, default=_json_default) + "\n")
+    os.replace(temporary, path)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+class RunDirectory:
+    """``{output_dir}/{perturbed_tf}{suffix}_{timestamp}``, built in a ``.partial`` twin.
+
+    Parameters
+    ----------
+    output_dir : Path
+    perturbed_tf : str
+    output_suffix : str
+    timestamp : str, optional
+        Defaults to now; bumped by a counter if that directory already exists.
+    """
+
+    def __init__(
+        self, output_dir: Path, perturbed_tf: str, output_suffix: str = "", timestamp: str = ""
+    ) -> None:
+        self.timestamp = timestamp or timestamp_now()
+        base = f"{perturbed_tf}{output_suffix}_{self.timestamp}"
+        final = Path(output_dir) / base
+        counter = 1
+        while final.exists() or _partial(final).exists():
+            counter += 1
+            final = Path(output_dir) / f"{base}_{counter}"
+        self.final_path = final
+        self.path = _partial(final)
+        self.path.mkdir(parents=True)
+        self.finished = False
+
+    @property
+    def log_path(self) -> Path:
+        return self.path / f"tfbpmodeling_{self.timestamp}.log"
+
+    def finish(self) -> Path:
+        """Move the complete directory into place; return its final path."""
+        os.replace(self.path, self.final_path)
+        self.path = self.final_path
+        self.finished = True
+        return self.final_path
+
+    def write_inputs(self, result: WorkflowResult) -> None:
+        """``input_data/``: processed frames (bootstrap draws come with stage 1)."""
+        directory = self.path / "input_data"
+        directory.mkdir(exist_ok=True)
+        data = result.data
+        response = data.response.rename_axis("feature").reset_index()
+        predictors = data.predictors.rename_axis("feature").reset_index()
+        write_table(response, directory / "processed_response")
+        write_table(predictors, directory / "processed_predictors")
+
+    def write_stage(self, result: WorkflowResult, stage: str) -> None:
+        """Files of one finished stage (``all_data``, ``topn`` or ``interactors``)."""
+        if stage == "interactors":
+            assert result.interactors is not None
+            self._write_interactors(result.interactors)
+            return
+        stage_result = result.all_data if stage == "all_data" else result.topn
+        assert stage_result is not None
+        self._write_bootstrap_stage(stage_result)
+        if stage == "all_data":
+            draws = stage_result.draws
+            indices = pd.DataFrame(draws, columns=[f"draw_{i}" for i in range(draws.shape[1])])
+            indices.insert(0, "bootstrap", stage_result.fits.bootstrap)
+            write_table(indices, self.path / "input_data" / "bootstrap_indices")
+        name = "all_data_significant" if stage == "all_data" else "topn_significant"
+        significant = stage_result.confidence[stage_result.confidence["significant"]]
+        write_json(
+            {row.term: [row.lower, row.upper] for row in significant.itertuples()},
+            self.path / f"{name}_{ci_tag(stage_result.ci_level)}.json",
+        )
+
+    def _write_bootstrap_stage(self, stage: StageResult) -> None:
+        directory = self.path / STAGE_DIRS[stage.name]
+        plot_dir = directory / "diagnostic_plots"
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        fits = stage.fits
+        names = [term.name for term in stage.terms]
+        coefficients = pd.DataFrame(fits.coef, columns=names)
+        coefficients.insert(0, "bootstrap", fits.bootstrap)
+        write_table(coefficients, directory / "bootstrap_coefficients")
+        write_table(stage.confidence, directory / "confidence_intervals")
+        statistics = pd.DataFrame(
+            {
+                "bootstrap": fits.bootstrap,
+                "alpha": fits.alpha,
+                "cv_mse": fits.cv_mse,
+                "r2": fits.r2,
+                "n_nonzero": fits.n_nonzero,
+                "n_iter": fits.n_iter,
+            }
+        )
+        write_table(statistics, directory / "model_statistics")
+        write_table(stage.importance, directory / "feature_importance")
+        if stage.dropout_rounds:
+            rounds = pd.DataFrame(
+                {
+                    "round": [r.round for r in stage.dropout_rounds],
+                    "ci_level": [r.ci_level for r in stage.dropout_rounds],
+                    "n_terms_in": [len(r.terms_in) for r in stage.dropout_rounds],
+                    "n_terms_kept": [len(r.terms_kept) for r in stage.dropout_rounds],
+                    "terms_kept": [";".join(r.terms_kept) for r in stage.dropout_rounds],
+                }
+            )
+            write_table(rounds, directory / "iterative_dropout")
+        title = (
+            f"{STAGE_TITLES[stage.name]}: {len(stage.rows)} features, "
+            f"{len(fits.bootstrap)} bootstraps"
+        )
+        plots.coefficient_forest(stage.importance, title, plot_dir / "coefficient_cis.png")
+        plots.alpha_distribution(fits.alpha, title, plot_dir / "alpha_distribution.png")
+        plots.selection_frequency(stage.importance, title, plot_dir / "selection_frequency.png")
+
+    def _write_interactors(self, interactors: InteractorResult) -> None:
+        directory = self.path / "interactor_significance"
+        plot_dir = directory / "interaction_plots"
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        write_table(interactors.significance, directory / "significance_results")
+        write_table(interactors.comparison, directory / "comparison_statistics")
+        write_table(interactors.final_selection, directory / "final_selection")
+        write_json(
+            interactors.significance.to_dict(orient="records"),
+            self.path / "interactor_vs_main_result.json",
+        )
+        title = f"interactor vs main effect ({interactors.method}, {interactors.n_rows} features)"
+        plots.interactor_deltas(interactors.significance, title, plot_dir / "delta_r2.png")
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        write_json(summary, self.path / "input_data" / "data_summary.json")
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + PARTIAL_SUFFIX)

@@ -1,0 +1,340 @@
+"""The stages of one TF's run and the decisions between them (SPEC §5–§8).
+
+The workflow draws the bootstrap weights and folds, hands the fits to the
+executor, judges significance and chooses what the next stage models. It
+writes no files: a ``StageListener`` is told about every finished stage.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from . import stats
+from .config import WorkflowConfig
+from .design import Term, design_matrix, stage1_terms, top_n_rows
+from .engines import BootstrapFits, LassoParams
+from .inputs import ModelingData
+from .interactors import InteractorResult, evaluate_interactors
+from .resampling import (
+    N_FOLDS,
+    bootstrap_draws,
+    bootstrap_test_folds,
+    draws_to_weights,
+    stratification_classes,
+)
+
+logger = logging.getLogger(__name__)
+
+TOPN_SEED_OFFSET = 10
+MAX_SEED = 2**32 - 1 - TOPN_SEED_OFFSET
+
+
+class BootstrapFitter(Protocol):
+    """What the workflow needs from an executor."""
+
+    def fit_bootstraps(
+        self,
+        label: str,
+        engine: str,
+        X: np.ndarray,
+        y: np.ndarray,
+        weights: np.ndarray,
+        test_folds: np.ndarray,
+        params: LassoParams,
+        chunk_size: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> BootstrapFits: ...
+
+
+@dataclass
+class DropoutRound:
+    """One round of ``--iterative_dropout``: terms in, level, terms kept."""
+
+    round: int
+    ci_level: float
+    terms_in: list[str]
+    terms_kept: list[str]
+
+
+@dataclass
+class StageResult:
+    """A finished bootstrap stage.
+
+    Attributes
+    ----------
+    name : str
+        ``all_data`` or ``topn``.
+    terms : list of Term
+        The terms of the final fits, in design order.
+    rows : Index
+        Feature ids modelled.
+    seed : int
+    ci_level : float
+    fits : BootstrapFits
+    draws : ndarray of shape (n_bootstraps, n_rows)
+        Row positions of every bootstrap draw.
+    confidence : DataFrame
+        ``term, ci_level, lower, upper, significant``.
+    importance : DataFrame
+        See ``stats.feature_importance``.
+    dropout_rounds : list of DropoutRound
+        Only with ``--iterative_dropout`` in stage 1.
+    wall_seconds : float
+    """
+
+    name: str
+    terms: list[Term]
+    rows: pd.Index
+    seed: int
+    ci_level: float
+    fits: BootstrapFits
+    draws: np.ndarray
+    confidence: pd.DataFrame
+    importance: pd.DataFrame
+    dropout_rounds: list[DropoutRound] = field(default_factory=list)
+    wall_seconds: float = 0.0
+
+    @property
+    def significant_terms(self) -> list[Term]:
+        """Significant terms, in design order."""
+        flags = dict(zip(self.confidence["term"], self.confidence["significant"]))
+        return [term for term in self.terms if flags.get(term.name, False)]
+
+
+@dataclass
+class WorkflowResult:
+    """Everything one TF's run produced, stage by stage (None where not reached)."""
+
+    config: WorkflowConfig
+    data: ModelingData
+    seed: int
+    stage1_terms: list[Term]
+    all_data: StageResult | None = None
+    topn: StageResult | None = None
+    interactors: InteractorResult | None = None
+    outcome: str = "completed"
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+class StageListener(Protocol):
+    """Told about progress and about each finished stage (e.g. to write its files)."""
+
+    def progress(self, stage: str, done: int, total: int) -> None: ...
+
+    def stage_done(self, result: WorkflowResult, stage: str) -> None: ...
+
+
+def choose_seed(random_state: int | None) -> int:
+    """The user's seed, or a fresh one from OS entropy (recorded so it can be reused)."""
+    if random_state is not None:
+        return int(random_state)
+    return secrets.randbelow(MAX_SEED + 1)
+
+
+def run_workflow(
+    config: WorkflowConfig,
+    data: ModelingData,
+    fitter: BootstrapFitter,
+    listener: StageListener,
+    seed: int,
+) -> WorkflowResult:
+    """Run the stages of one TF; stop normally when a stage finds nothing significant."""
+    ptf = data.perturbed_tf
+    terms = stage1_terms(
+        ptf,
+        list(data.predictors.columns),
+        ptf_main_effect=config.ptf_main_effect,
+        exclude_interactor_variables=config.exclude_interactor_variables,
+        exclude_all_interactors=config.exclude_all_interactors,
+        squared_pTF=config.squared_pTF,
+        cubic_pTF=config.cubic_pTF,
+        row_max=config.row_max,
+        add_model_variables=config.add_model_variables,
+    )
+    result = WorkflowResult(config=config, data=data, seed=seed, stage1_terms=terms)
+    if not terms:
+        result.outcome = "stopped at stage 1: the model has no terms (all interactors excluded)"
+        return result
+    logger.info(
+        "%s: %d modeled features, %d stage-1 terms, seed %d",
+        ptf,
+        len(data.response),
+        len(terms),
+        seed,
+    )
+
+    started = time.perf_counter()
+    result.all_data = _bootstrap_stage(
+        "all_data",
+        config,
+        data,
+        data.response.index,
+        terms,
+        seed,
+        config.all_data_ci_level,
+        fitter,
+        listener,
+        iterative=config.iterative_dropout,
+    )
+    result.stage_seconds["all_data"] = time.perf_counter() - started
+    listener.stage_done(result, "all_data")
+    significant = result.all_data.significant_terms
+    logger.info("%s: all-data stage: %d significant terms", ptf, len(significant))
+    if not significant:
+        result.outcome = (
+            f"stopped at stage 1: no term significant at {config.all_data_ci_level}% CI"
+        )
+        return result
+
+    started = time.perf_counter()
+    rows = top_n_rows(data.predictors[ptf], config.top_n)
+    if len(rows) < N_FOLDS:
+        result.outcome = (
+            f"stopped at stage 2: only {len(rows)} top-N rows, "
+            f"{N_FOLDS} needed for cross-validation"
+        )
+        return result
+    result.topn = _bootstrap_stage(
+        "topn",
+        config,
+        data,
+        rows,
+        significant,
+        seed + TOPN_SEED_OFFSET,
+        config.topn_ci_level,
+        fitter,
+        listener,
+    )
+    result.stage_seconds["topn"] = time.perf_counter() - started
+    listener.stage_done(result, "topn")
+    significant = result.topn.significant_terms
+    logger.info("%s: top-N stage (%d rows): %d significant terms", ptf, len(rows), len(significant))
+    if not significant:
+        result.outcome = f"stopped at stage 2: no term significant at {config.topn_ci_level}% CI"
+        return result
+
+    started = time.perf_counter()
+    stage4_rows = rows if config.stage4_topn else data.response.index
+    result.interactors = evaluate_interactors(
+        data.predictors.loc[stage4_rows],
+        data.response.loc[stage4_rows],
+        ptf,
+        significant,
+        config.bins,
+        scale_by_std=config.scale_by_std,
+        lasso=config.stage4_lasso,
+        max_iter=config.max_iter,
+    )
+    result.stage_seconds["interactors"] = time.perf_counter() - started
+    listener.stage_done(result, "interactors")
+    return result
+
+
+def _bootstrap_stage(
+    name: str,
+    config: WorkflowConfig,
+    data: ModelingData,
+    rows: pd.Index,
+    terms: Sequence[Term],
+    seed: int,
+    ci_level: float,
+    fitter: BootstrapFitter,
+    listener: StageListener,
+    iterative: bool = False,
+) -> StageResult:
+    """Draw, fit and judge one bootstrap stage on ``rows`` with ``terms``."""
+    started = time.perf_counter()
+    ptf = data.perturbed_tf
+    predictors = data.predictors.loc[rows]
+    y = data.response.loc[rows].to_numpy(dtype=float)
+    classes = stratification_classes(predictors[ptf].to_numpy(), config.bins)
+    draws = bootstrap_draws(len(rows), config.n_bootstraps, seed)
+    weights = draws_to_weights(draws, config.normalize_sample_weights)
+    folds = bootstrap_test_folds(classes, np.arange(config.n_bootstraps))
+    params = LassoParams(max_iter=config.max_iter)
+
+    def fit(current: Sequence[Term], label: str) -> BootstrapFits:
+        X = design_matrix(predictors, ptf, current, config.scale_by_std)
+        return fitter.fit_bootstraps(
+            f"{ptf}-{label}",
+            config.engine,
+            X,
+            y,
+            weights,
+            folds,
+            params,
+            config.chunk_size,
+            lambda done, total: listener.progress(label, done, total),
+        )
+
+    current = list(terms)
+    rounds: list[DropoutRound] = []
+    if iterative:
+        current, fits = _iterative_dropout(config, current, fit, rounds)
+    else:
+        fits = fit(current, name)
+    names = [term.name for term in current]
+    confidence = stats.confidence_table(fits.coef, names, ci_level)
+    importance = stats.feature_importance(fits.coef, names, ci_level)
+    return StageResult(
+        name=name,
+        terms=current,
+        rows=rows,
+        seed=seed,
+        ci_level=ci_level,
+        fits=fits,
+        draws=draws,
+        confidence=confidence,
+        importance=importance,
+        dropout_rounds=rounds,
+        wall_seconds=time.perf_counter() - started,
+    )
+
+
+def _iterative_dropout(
+    config: WorkflowConfig,
+    terms: list[Term],
+    fit: Callable[[Sequence[Term], str], BootstrapFits],
+    rounds: list[DropoutRound],
+) -> tuple[list[Term], BootstrapFits]:
+    """Refit with the same draws, keeping the significant terms at a rising CI level.
+
+    Stops when a round after the first keeps as many terms as it was given;
+    that round's fits are the stage's fits. A round that keeps nothing ends the
+    stage there, with no significant term.
+    """
+    current = terms
+    round_number = 0
+    while True:
+        level = min(
+            config.stabilization_ci_start + round_number * config.stabilization_ci_step,
+            config.all_data_ci_level,
+        )
+        fits = fit(current, f"all_data-round{round_number}")
+        lower, upper = stats.percentile_ci(fits.coef, level)
+        keep = stats.significant_mask(lower, upper)
+        kept = [term for term, flag in zip(current, keep) if flag]
+        rounds.append(
+            DropoutRound(round_number, level, [t.name for t in current], [t.name for t in kept])
+        )
+        logger.info(
+            "iterative dropout round %d at %.1f%% CI: kept %d of %d terms",
+            round_number,
+            level,
+            len(kept),
+            len(current),
+        )
+        # With nothing kept, judging this round at the (higher) final level keeps
+        # nothing either: percentile intervals only widen as the level rises.
+        if not kept or (round_number > 0 and len(kept) == len(current)):
+            return current, fits
+        current = kept
+        round_number += 1

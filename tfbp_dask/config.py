@@ -112,9 +112,7 @@ class WorkflowConfig:
         if any(b >= a_next for b, a_next in zip(bins, bins[1:])):
             raise OptionError(f"--bins must be strictly increasing, got {_format_bins(bins)}")
         if self.engine not in ENGINES:
-            raise OptionError(
-                f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}"
-            )
+            raise OptionError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if not self.perturbed_tf:
             raise OptionError("--perturbed_tf must name a column of the response file")
         if self.random_state is not None and not 0 <= self.random_state < 2**32 - 10:

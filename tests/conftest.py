@@ -5,6 +5,10 @@ Clusters are made here and closed here; they listen on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -61,3 +65,66 @@ def client_two_workers():
 @pytest.fixture
 def output_dir(tmp_path: Path) -> Path:
     return tmp_path / "results"
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class RemoteCluster:
+    """A real ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1."""
+
+    def __init__(self, directory: Path, n_workers: int = 2, nanny: bool = True) -> None:
+        self.directory = directory
+        self.nanny = nanny
+        port = _free_port()
+        self.address = f"tcp://127.0.0.1:{port}"
+        self.scheduler = self._spawn(
+            "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", ":0"
+        )
+        self.workers: list[subprocess.Popen] = []
+        for _ in range(n_workers):
+            self.add_worker()
+        self.wait_for_workers(n_workers)
+
+    def _spawn(self, *args: str) -> subprocess.Popen:
+        log = open(self.directory / f"{args[0]}-{time.monotonic_ns()}.log", "w")  # noqa: SIM115
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dask", *args], stdout=log, stderr=subprocess.STDOUT
+        )
+        log.close()
+        return process
+
+    def add_worker(self) -> subprocess.Popen:
+        args = ["worker", self.address, "--host", "127.0.0.1", "--nthreads", "1"]
+        args += ["--dashboard-address", ":0"]
+        if not self.nanny:
+            args.append("--no-nanny")
+        worker = self._spawn(*args)
+        self.workers.append(worker)
+        return worker
+
+    def wait_for_workers(self, n_workers: int, timeout: float = 60.0) -> None:
+        with Client(self.address, timeout="30s") as client:
+            client.wait_for_workers(n_workers, timeout=timeout)
+
+    def stop(self) -> None:
+        for process in [*self.workers, self.scheduler]:
+            if process.poll() is None:
+                process.terminate()
+        for process in [*self.workers, self.scheduler]:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def remote_cluster(tmp_path_factory: pytest.TempPathFactory):
+    """A scheduler and two single-threaded workers, as separate processes."""
+    cluster = RemoteCluster(tmp_path_factory.mktemp("remote_cluster"))
+    yield cluster
+    cluster.stop()

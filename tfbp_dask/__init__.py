@@ -5,9 +5,18 @@ objects. Driver scripts that start a local cluster need the
 ``if __name__ == "__main__":`` guard.
 """
 
-from .api import RunOutcome, run
+from ._version import __version__
+from .api import BatchEntry, RunOutcome, run, run_many
 from .config import WorkflowConfig
 from .workflow import StageResult, WorkflowResult
 
-__all__ = ["RunOutcome", "StageResult", "WorkflowConfig", "WorkflowResult", "run"]
-__version__ = "0.1.0"
+__all__ = [
+    "BatchEntry",
+    "RunOutcome",
+    "StageResult",
+    "WorkflowConfig",
+    "WorkflowResult",
+    "__version__",
+    "run",
+    "run_many",
+]

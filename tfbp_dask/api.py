@@ -1,8 +1,12 @@
-"""The public entry: ``run(config, client=None)`` for one TF.
+"""The public entries: ``run(config, client=None)`` for one TF and
+``run_many(configs, client=None)`` for a batch of TFs on one cluster.
 
 Order matters: options and inputs are validated before anything is created,
 so bad input leaves nothing behind; the run directory is built as a
-``.partial`` twin and moved into place when complete.
+``.partial`` twin and moved into place when complete. In a batch, the input
+files are read once, every TF runs in its own client thread (so a TF's top-N
+stage starts as soon as its own stage 1 is done), and one TF's failure is
+recorded without stopping the others.
 """
 
 from __future__ import annotations
@@ -10,17 +14,20 @@ from __future__ import annotations
 import hashlib
 import logging
 import platform
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import WorkflowConfig
+from .errors import InputError
 from .execution import Executor
-from .inputs import ModelingData, load_inputs
-from .outputs import RunDirectory
+from .inputs import ModelingData, prepare_modeling_data, read_blacklist, read_table
+from .outputs import RunDirectory, timestamp_now, write_table
 from .workflow import TOPN_SEED_OFFSET, WorkflowResult, choose_seed, run_workflow
 
 if TYPE_CHECKING:
@@ -30,6 +37,9 @@ logger = logging.getLogger(__name__)
 
 ProgressHook = Callable[[str, str, int, int], None]
 """Called as ``hook(perturbed_tf, stage, bootstraps_done, bootstraps_total)``."""
+
+BatchHook = Callable[[int, int], None]
+"""Called as ``hook(tfs_done, tfs_total)`` after each TF of a batch ends."""
 
 REPORTED_PACKAGES = (
     "tfbp-dask",
@@ -97,16 +107,224 @@ def run(
         Before anything is created or started.
     """
     config.validate()
-    data = load_inputs(
-        config.response_file,
-        config.predictors_file,
+    data = _prepare(config, _InputCache())
+    with _connect(config, client) as executor:
+        return _run_loaded(config, data, executor, progress)
+
+
+@dataclass(frozen=True)
+class BatchEntry:
+    """How one TF of a batch ended (a row of ``batch_{timestamp}.csv``)."""
+
+    perturbed_tf: str
+    status: str
+    run_dir: Path | None
+    n_significant_all_data: int | None
+    n_significant_topn: int | None
+    final_selection: tuple[str, ...]
+    wall_seconds: float
+    error: str
+    outcome: RunOutcome | None = None
+
+
+def run_many(
+    configs: Sequence[WorkflowConfig],
+    client: Client | None = None,
+    progress: ProgressHook | None = None,
+    tfs_progress: BatchHook | None = None,
+    max_concurrent_tfs: int | None = None,
+) -> list[BatchEntry]:
+    """Run several TFs concurrently on one cluster; one TF's failure spares the others.
+
+    Parameters
+    ----------
+    configs : sequence of WorkflowConfig
+        One per TF. The cluster settings (``n_cpus``, ``scheduler_address``) and
+        ``output_dir`` of the first are used for the batch.
+    client : distributed.Client, optional
+        An existing client; it is not closed.
+    progress : callable, optional
+        Bootstrap progress, as for ``run``.
+    tfs_progress : callable, optional
+        Told ``(tfs_done, tfs_total)`` whenever a TF ends.
+    max_concurrent_tfs : int, optional
+        TFs in flight at once (default: twice the workers, at least 2); bounds
+        the client's memory for the bootstrap weights.
+
+    Returns
+    -------
+    list of BatchEntry
+        In the order of ``configs``. Also written to
+        ``{output_dir}/batch_{timestamp}.csv``.
+
+    Raises
+    ------
+    OptionError, InputError
+        An invalid option, or an input file that cannot be used at all (before
+        anything is created). Problems of a single TF are recorded in its entry.
+    """
+    if not configs:
+        raise ValueError("run_many needs at least one config")
+    for config in configs:
+        config.validate()
+    cache = _InputCache()
+    for config in configs:  # a bad file fails the whole batch, before anything starts
+        cache.table(config.response_file, "response")
+        cache.table(config.predictors_file, "predictors")
+        cache.blacklist(config.blacklist_file)
+    prepared: list[ModelingData | InputError] = []
+    for config in configs:
+        try:
+            prepared.append(_prepare(config, cache))
+        except InputError as error:  # this TF only (e.g. absent from the response file)
+            prepared.append(error)
+    first = configs[0]
+    started = timestamp_now()
+    entries: list[BatchEntry | None] = [None] * len(configs)
+    with _connect(first, client) as executor:
+        limit = max_concurrent_tfs or max(2, 2 * executor.n_workers)
+        done = 0
+        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="tfbp-tf") as pool:
+            futures = {}
+            for index, (config, data) in enumerate(zip(configs, prepared)):
+                if isinstance(data, InputError):
+                    entries[index] = _failed_entry(config.perturbed_tf, data, 0.0)
+                    done += 1
+                    continue
+                futures[pool.submit(_timed_run, config, data, executor, progress)] = index
+            if tfs_progress is not None and done:
+                tfs_progress(done, len(configs))
+            for future in as_completed(futures):
+                index = futures[future]
+                entries[index] = future.result()
+                done += 1
+                logger.info(
+                    "batch: %d/%d TFs done (%s: %s)",
+                    done,
+                    len(configs),
+                    entries[index].perturbed_tf,
+                    entries[index].status,
+                )
+                if tfs_progress is not None:
+                    tfs_progress(done, len(configs))
+    finished = [entry for entry in entries if entry is not None]
+    _write_batch_table(first.output_dir, started, finished)
+    return finished
+
+
+def _timed_run(
+    config: WorkflowConfig, data: ModelingData, executor: Executor, progress: ProgressHook | None
+) -> BatchEntry:
+    started = time.perf_counter()
+    try:
+        outcome = _run_loaded(config, data, executor, progress)
+    except Exception as error:
+        logger.error("%s failed: %s: %s", config.perturbed_tf, type(error).__name__, error)
+        return _failed_entry(config.perturbed_tf, error, time.perf_counter() - started)
+    result = outcome.result
+    return BatchEntry(
+        perturbed_tf=config.perturbed_tf,
+        status="completed" if result.outcome == "completed" else "stopped",
+        run_dir=outcome.run_dir,
+        n_significant_all_data=(
+            len(result.all_data.significant_terms) if result.all_data is not None else None
+        ),
+        n_significant_topn=len(result.topn.significant_terms) if result.topn is not None else None,
+        final_selection=(
+            tuple(result.interactors.final_selection["term"])
+            if result.interactors is not None
+            else ()
+        ),
+        wall_seconds=time.perf_counter() - started,
+        error="" if result.outcome == "completed" else result.outcome,
+        outcome=outcome,
+    )
+
+
+def _failed_entry(tf: str, error: BaseException, wall: float) -> BatchEntry:
+    message = " ".join(str(error).split())
+    if not isinstance(error, InputError):
+        message = f"{type(error).__name__}: {message}"
+    return BatchEntry(tf, "failed", None, None, None, (), wall, message)
+
+
+def _write_batch_table(output_dir: Path, timestamp: str, entries: Sequence[BatchEntry]) -> Path:
+    import pandas as pd
+
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    table = pd.DataFrame(
+        {
+            "perturbed_tf": [e.perturbed_tf for e in entries],
+            "status": [e.status for e in entries],
+            "run_dir": [str(e.run_dir) if e.run_dir else "" for e in entries],
+            "n_significant_all_data": pd.array(
+                [e.n_significant_all_data for e in entries], dtype="Int64"
+            ),
+            "n_significant_topn": pd.array([e.n_significant_topn for e in entries], dtype="Int64"),
+            "final_selection": [";".join(e.final_selection) for e in entries],
+            "wall_seconds": [round(e.wall_seconds, 3) for e in entries],
+            "error": [e.error for e in entries],
+        }
+    )
+    path = Path(output_dir) / f"batch_{timestamp}"
+    write_table(table, path)
+    logger.info("batch summary: %s.csv", path)
+    return path.with_suffix(".csv")
+
+
+class _InputCache:
+    """Tables and blacklists read once per path for a whole batch."""
+
+    def __init__(self) -> None:
+        self._tables: dict[tuple[Path, str], Any] = {}
+        self._blacklists: dict[Path, list[str]] = {}
+
+    def table(self, path: Path, role: str) -> Any:
+        key = (Path(path).resolve(), role)
+        if key not in self._tables:
+            self._tables[key] = read_table(Path(path), role)
+        return self._tables[key]
+
+    def blacklist(self, path: Path | None) -> list[str]:
+        if path is None:
+            return []
+        key = Path(path).resolve()
+        if key not in self._blacklists:
+            self._blacklists[key] = read_blacklist(Path(path))
+        return self._blacklists[key]
+
+
+def _prepare(config: WorkflowConfig, cache: _InputCache) -> ModelingData:
+    """Read (cached) and align the inputs of one TF."""
+    response = cache.table(config.response_file, "response")
+    predictors = cache.table(config.predictors_file, "predictors")
+    blacklist = cache.blacklist(config.blacklist_file)
+    return prepare_modeling_data(
+        response,
+        predictors,
         config.perturbed_tf,
-        blacklist_file=config.blacklist_file,
+        response_path=config.response_file,
+        predictors_path=config.predictors_file,
+        blacklist=blacklist,
         add_model_variables=config.add_model_variables,
         exclude_interactor_variables=config.exclude_interactor_variables,
     )
-    with Executor.connect(config.n_cpus, config.scheduler_address, client) as executor:
-        return _run_loaded(config, data, executor, progress)
+
+
+def available_tfs(response_file: Path, predictors_file: Path) -> list[str]:
+    """TFs that are a column of both files, in the predictors file's column order."""
+    cache = _InputCache()
+    response_columns = set(cache.table(response_file, "response").columns)
+    return [c for c in cache.table(predictors_file, "predictors").columns if c in response_columns]
+
+
+def _connect(config: WorkflowConfig, client: Client | None) -> Executor:
+    return Executor.connect(
+        config.n_cpus,
+        config.scheduler_address,
+        client,
+        connect_timeout=config.connect_timeout,
+    )
 
 
 def _run_loaded(
@@ -120,6 +338,7 @@ def _run_loaded(
     listener = _Listener(run_dir, data.perturbed_tf, progress)
     try:
         logger.info("run directory %s (written as %s)", run_dir.final_path, run_dir.path.name)
+        logger.info("%s: feature counts %s", data.perturbed_tf, data.feature_counts)
         for message in data.warnings:
             logger.warning(message)
         run_dir.write_inputs(result)
@@ -145,9 +364,12 @@ def _run_loaded(
 
 
 def _attach_log(path: Path) -> logging.Handler:
+    """The run log: this thread's records only (a batch runs one TF per thread)."""
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     handler.setLevel(logging.DEBUG)
+    thread = threading.get_ident()
+    handler.addFilter(lambda record: record.thread == thread)
     package_logger = logging.getLogger("tfbp_dask")
     package_logger.addHandler(handler)
     if package_logger.getEffectiveLevel() > logging.INFO:

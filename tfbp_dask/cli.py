@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,7 @@ import typer
 from typer.exceptions import TyperException
 
 from .config import DEFAULT_OUTPUT_DIR, OptionError, WorkflowConfig, parse_bins, parse_names
-from .errors import InputError
+from .errors import ClusterUnavailable, InputError
 
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
@@ -65,13 +66,21 @@ def linear_perturbation_binding_modeling(
         ),
     ],
     perturbed_tf: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--perturbed_tf",
-            help="The perturbed TF: a column of both files (case-sensitive).",
+            help="The perturbed TF: a column of both files (case-sensitive); a comma list, or 'all', runs a batch.",
             rich_help_panel=INPUT_FILES,
         ),
-    ],
+    ] = None,
+    perturbed_tfs_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--perturbed_tfs_file",
+            help="Batch: a file with one perturbed TF per line.",
+            rich_help_panel=INPUT_FILES,
+        ),
+    ] = None,
     blacklist_file: Annotated[
         Path | None,
         typer.Option(
@@ -272,6 +281,30 @@ def linear_perturbation_binding_modeling(
             rich_help_panel=SYSTEM,
         ),
     ] = None,
+    scheduler_address: Annotated[
+        str | None,
+        typer.Option(
+            "--scheduler_address",
+            help="tcp://HOST:PORT of a running Dask scheduler, instead of a local cluster.",
+            rich_help_panel=SYSTEM,
+        ),
+    ] = None,
+    connect_timeout: Annotated[
+        float,
+        typer.Option(
+            "--connect_timeout",
+            help="Seconds to wait for --scheduler_address and its first worker.",
+            rich_help_panel=SYSTEM,
+        ),
+    ] = 20.0,
+    max_concurrent_tfs: Annotated[
+        int | None,
+        typer.Option(
+            "--max_concurrent_tfs",
+            help="Batch: TFs in flight at once (default: 2 per worker).",
+            rich_help_panel=SYSTEM,
+        ),
+    ] = None,
     log_level: Annotated[
         str,
         typer.Option(
@@ -282,12 +315,16 @@ def linear_perturbation_binding_modeling(
         ),
     ] = "INFO",
 ) -> None:
-    """Run the four-stage bootstrap LassoCV workflow for one perturbed TF."""
+    """Run the four-stage bootstrap LassoCV workflow for one perturbed TF (or a batch)."""
     _configure_console_logging(log_level)
+    from .api import available_tfs, run, run_many
+    from .progress import ProgressDisplay
+
+    tfs = _perturbed_tfs(perturbed_tf, perturbed_tfs_file)
     config = WorkflowConfig(
         response_file=response_file,
         predictors_file=predictors_file,
-        perturbed_tf=perturbed_tf,
+        perturbed_tf=tfs[0] if tfs else "",
         blacklist_file=blacklist_file,
         n_bootstraps=n_bootstraps,
         random_state=random_state,
@@ -314,13 +351,58 @@ def linear_perturbation_binding_modeling(
         n_cpus=n_cpus,
         engine=engine,
         chunk_size=chunk_size,
-    )
-    from .api import run
-    from .progress import ProgressDisplay
+        scheduler_address=scheduler_address,
+        connect_timeout=connect_timeout,
+    ).validate()
+    if tfs == [ALL_TFS]:
+        tfs = available_tfs(response_file, predictors_file)
+        if not tfs:
+            raise InputError(
+                f"--perturbed_tf all: no column is shared by {response_file} and {predictors_file}"
+            )
+    if len(tfs) == 1 and perturbed_tfs_file is None:
+        with ProgressDisplay(sys.stderr) as display:
+            outcome = run(replace(config, perturbed_tf=tfs[0]), progress=display.update)
+        typer.echo(f"{tfs[0]}: {outcome.outcome}; results in {outcome.run_dir}")
+        return
+    configs = [replace(config, perturbed_tf=tf) for tf in tfs]
+    with ProgressDisplay(sys.stderr, batch=True) as display:
+        entries = run_many(
+            configs,
+            progress=display.update,
+            tfs_progress=display.update_tfs,
+            max_concurrent_tfs=max_concurrent_tfs,
+        )
+    for entry in entries:
+        where = entry.run_dir if entry.run_dir else entry.error
+        typer.echo(f"{entry.perturbed_tf}: {entry.status}; {where}")
+    failed = [entry.perturbed_tf for entry in entries if entry.status == "failed"]
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
 
-    with ProgressDisplay(sys.stderr) as display:
-        outcome = run(config, progress=display.update)
-    typer.echo(f"{perturbed_tf}: {outcome.outcome}; results in {outcome.run_dir}")
+
+ALL_TFS = "all"
+
+
+def _perturbed_tfs(perturbed_tf: str | None, tfs_file: Path | None) -> list[str]:
+    """The TFs named by ``--perturbed_tf`` (one, a comma list or ``all``) and/or the file."""
+    tfs = list(parse_names(perturbed_tf))
+    if tfs_file is not None:
+        try:
+            lines = Path(tfs_file).read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise InputError(f"perturbed TFs file {tfs_file}: cannot read it ({error})") from None
+        tfs += [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+        if not tfs:
+            raise InputError(f"perturbed TFs file {tfs_file}: names no TF")
+    if not tfs:
+        raise OptionError("--perturbed_tf (or --perturbed_tfs_file) is required")
+    if ALL_TFS in tfs and len(tfs) > 1:
+        raise OptionError("--perturbed_tf all cannot be combined with other TF names")
+    duplicates = sorted({tf for tf in tfs if tfs.count(tf) > 1})
+    if duplicates:
+        raise OptionError(f"--perturbed_tf names a TF more than once: {', '.join(duplicates)}")
+    return tfs
 
 
 def _configure_console_logging(level_name: str) -> None:
@@ -342,8 +424,8 @@ def _configure_console_logging(level_name: str) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: one line on stderr and exit 2 for any bad option or input."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="tfbp-dask")
-    except (OptionError, InputError) as error:
+        status = app(args=argv, standalone_mode=False, prog_name="tfbp-dask")
+    except (OptionError, InputError, ClusterUnavailable) as error:
         _fail(str(error), EXIT_BAD_INPUT)
     except (typer.Abort, KeyboardInterrupt):
         _fail("interrupted", EXIT_INTERRUPTED)
@@ -352,6 +434,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(" ".join(message.split()), getattr(error, "exit_code", EXIT_BAD_INPUT))
     except Exception as error:  # a failure inside the run: one line, the log has the rest
         _fail(f"run failed: {type(error).__name__}: {error}", EXIT_FAILED)
+    if isinstance(status, int) and status != 0:
+        sys.exit(status)
 
 
 def _fail(message: str, status: int) -> None:

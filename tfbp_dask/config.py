@@ -85,6 +85,7 @@ class WorkflowConfig:
     engine: str = "sklearn"
     chunk_size: int | None = None
     scheduler_address: str | None = None
+    connect_timeout: float = 20.0
 
     def validate(self) -> WorkflowConfig:
         """Check every value; return self so calls can be chained."""
@@ -92,6 +93,8 @@ class WorkflowConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise OptionError(f"--{name} must be a positive integer, got {value!r}")
+        if self.connect_timeout <= 0:
+            raise OptionError(f"--connect_timeout must be positive, got {self.connect_timeout}")
         if self.chunk_size is not None and self.chunk_size <= 0:
             raise OptionError(f"--chunk_size must be a positive integer, got {self.chunk_size!r}")
         for name in ("all_data_ci_level", "topn_ci_level", "stabilization_ci_start"):
@@ -113,8 +116,6 @@ class WorkflowConfig:
             raise OptionError(f"--bins must be strictly increasing, got {_format_bins(bins)}")
         if self.engine not in ENGINES:
             raise OptionError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if not self.perturbed_tf:
-            raise OptionError("--perturbed_tf must name a column of the response file")
         if self.random_state is not None and not 0 <= self.random_state < 2**32 - 10:
             raise OptionError(
                 f"--random_state must be between 0 and {2**32 - 11}, got {self.random_state}"

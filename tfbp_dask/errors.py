@@ -9,3 +9,7 @@ class InputError(Exception):
     ``str(err)`` is ONE line: the file, the problem and (where it applies) the first few offending
     ids/columns/rows.
     """
+
+
+class ClusterUnavailable(Exception):
+    """The Dask scheduler cannot be reached, has no workers, or runs another version."""

@@ -21,7 +21,10 @@ import numpy as np
 from distributed import Client, LocalCluster, as_completed
 from threadpoolctl import threadpool_limits
 
+from ._version import __version__
 from .engines import BootstrapFits, LassoParams, get_engine
+from .errors import ClusterUnavailable
+from .resampling import bootstrap_test_folds
 
 logger = logging.getLogger(__name__)
 
@@ -42,14 +45,32 @@ def _fit_chunk(
     engine: str,
     X: np.ndarray,
     y: np.ndarray,
+    classes: np.ndarray,
     bootstrap: np.ndarray,
     weights: np.ndarray,
-    test_folds: np.ndarray,
     params: LassoParams,
 ) -> BootstrapFits:
-    """Worker side: fit one chunk with BLAS pinned to one thread."""
+    """Worker side: fit one chunk with BLAS pinned to one thread.
+
+    The folds of bootstrap b are fixed by b and the classes (SPEC §4), so they
+    are rebuilt here rather than shipped; the random draws arrive as weights.
+    """
     with threadpool_limits(limits=1):
+        test_folds = bootstrap_test_folds(classes, bootstrap)
         return get_engine(engine)(X, y, bootstrap, weights, test_folds, params)
+
+
+def _worker_tfbp_version() -> str:
+    """Worker side: the installed tfbp_dask version (or why there is none)."""
+    try:
+        from tfbp_dask import __version__ as version
+    except ImportError:  # pragma: no cover - only on a misconfigured remote worker
+        return "not installed"
+    return version
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
 
 
 def default_chunk_size(n_bootstraps: int, n_workers: int) -> int:
@@ -93,6 +114,7 @@ class Executor:
         scheduler_address: str | None = None,
         client: Client | None = None,
         processes: bool = True,
+        connect_timeout: float = 20.0,
     ) -> Executor:
         """Use ``client``, or join ``scheduler_address``, or start a ``LocalCluster``.
 
@@ -106,11 +128,40 @@ class Executor:
             A client the caller owns; it is never closed here.
         processes : bool
             Embedded cluster only: worker processes (True) or threads (tests).
+        connect_timeout : float
+            Seconds to wait for a remote scheduler and its first worker.
+
+        Raises
+        ------
+        ClusterUnavailable
+            Unreachable scheduler, no worker, or workers without this version of
+            tfbp_dask.
         """
         if client is not None:
-            return cls(client=client, owns_client=False)
+            executor = cls(client=client, owns_client=False)
+            executor.check_workers(connect_timeout)
+            return executor
         if scheduler_address is not None:
-            return cls(client=Client(scheduler_address, timeout="30s"), owns_client=True)
+            try:
+                remote = Client(scheduler_address, timeout=f"{connect_timeout}s")
+            except (OSError, TimeoutError, ValueError) as error:
+                raise ClusterUnavailable(
+                    f"cannot reach the Dask scheduler at {scheduler_address} within "
+                    f"{connect_timeout:g} s ({type(error).__name__}: {_one_line(error)})"
+                ) from None
+            executor = cls(client=remote, owns_client=True)
+            try:
+                executor.check_workers(connect_timeout)
+            except ClusterUnavailable:
+                executor.close()
+                raise
+            logger.info(
+                "joined the Dask cluster at %s: %d workers; dashboard %s",
+                scheduler_address,
+                executor.n_workers,
+                remote.dashboard_link,
+            )
+            return executor
         dashboard = f":{DASHBOARD_PORT}" if _free_port(DASHBOARD_PORT) else ":0"
         cluster = LocalCluster(
             n_workers=n_workers,
@@ -125,6 +176,23 @@ class Executor:
             executor.client.dashboard_link,
         )
         return executor
+
+    def check_workers(self, timeout: float) -> None:
+        """Wait for a worker, then check every worker runs this tfbp_dask version."""
+        try:
+            self.client.wait_for_workers(1, timeout=timeout)
+        except TimeoutError:
+            raise ClusterUnavailable(
+                f"the Dask scheduler at {self.client.scheduler.address} has no workers "
+                f"(waited {timeout:g} s)"
+            ) from None
+        versions = self.client.run(_worker_tfbp_version)
+        wrong = {worker: found for worker, found in versions.items() if found != __version__}
+        if wrong:
+            shown = ", ".join(f"{name} has {found}" for name, found in sorted(wrong.items())[:3])
+            raise ClusterUnavailable(
+                f"Dask workers must run tfbp_dask {__version__} like this client: {shown}"
+            )
 
     def close(self) -> None:
         """Close the client and cluster if this executor created them."""
@@ -164,7 +232,7 @@ class Executor:
         X: np.ndarray,
         y: np.ndarray,
         weights: np.ndarray,
-        test_folds: np.ndarray,
+        classes: np.ndarray,
         params: LassoParams,
         chunk_size: int | None = None,
         progress: ProgressCallback | None = None,
@@ -180,7 +248,8 @@ class Executor:
         X : ndarray of shape (n_samples, n_terms)
         y : ndarray of shape (n_samples,)
         weights : ndarray of shape (n_bootstraps, n_samples)
-        test_folds : ndarray of shape (n_bootstraps, n_samples)
+        classes : ndarray of shape (n_samples,)
+            Stratification classes; bootstrap b's folds come from them and b.
         params : LassoParams
         chunk_size : int, optional
             Bootstraps per task; by default about four tasks per worker.
@@ -195,7 +264,9 @@ class Executor:
         n_bootstraps = weights.shape[0]
         chunk = chunk_size or default_chunk_size(n_bootstraps, max(1, self.n_workers))
         token = uuid.uuid4().hex[:12]
-        X_future, y_future = self.client.scatter([X, y], broadcast=True, hash=False)
+        X_future, y_future, classes_future = self.client.scatter(
+            [X, y, classes], broadcast=True, hash=False
+        )
         futures = {}
         for start in range(0, n_bootstraps, chunk):
             stop = min(start + chunk, n_bootstraps)
@@ -204,9 +275,9 @@ class Executor:
                 engine,
                 X_future,
                 y_future,
+                classes_future,
                 np.arange(start, stop),
                 weights[start:stop],
-                test_folds[start:stop],
                 params,
                 key=f"tfbp-fit-{label}-{token}-{start}",
                 retries=TASK_RETRIES,
@@ -230,6 +301,6 @@ class Executor:
         finally:
             for future in futures:
                 future.release()
-            X_future.release()
-            y_future.release()
+            for future in (X_future, y_future, classes_future):
+                future.release()
         return BootstrapFits.concatenate(parts)

@@ -323,9 +323,8 @@ def prepare_modeling_data(
     predictors = pd.DataFrame(
         np.column_stack(predictor_values), index=index, columns=pd.Index(predictor_columns)
     )
-    for warning in warnings:
-        logger.warning("%s", warning)
-    logger.info("features for %s: %s", perturbed_tf, feature_counts)
+    # The warnings are returned, not logged here: the run logs them into its own log file.
+    logger.debug("features for %s: %s", perturbed_tf, feature_counts)
     return ModelingData(
         perturbed_tf=perturbed_tf,
         response=response,

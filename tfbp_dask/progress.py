@@ -17,11 +17,14 @@ class ProgressDisplay:
     """Receives ``(perturbed_tf, stage, done, total)`` and shows it.
 
     On a terminal each stage of each TF gets a rich progress bar; elsewhere
-    (files, pipes, CI) a log line is written every 10 % of a stage.
+    (files, pipes, CI) a log line is written every 10 % of a stage. In a batch
+    a bar counts the TFs done and a stage's bar goes away when it is complete.
     """
 
-    def __init__(self, stream: TextIO) -> None:
+    def __init__(self, stream: TextIO, batch: bool = False) -> None:
         self.interactive = stream.isatty()
+        self.batch = batch
+        self._tfs_task: int | None = None
         self._bars: Progress | None = None
         self._tasks: dict[tuple[str, str], int] = {}
         self._logged: dict[tuple[str, str], int] = {}
@@ -51,8 +54,19 @@ class ProgressDisplay:
             if key not in self._tasks:
                 self._tasks[key] = self._bars.add_task(f"{perturbed_tf} {stage}", total=total)
             self._bars.update(self._tasks[key], completed=done)
+            if self.batch and done >= total:
+                self._bars.remove_task(self._tasks.pop(key))
             return
         step = done * 100 // max(total, 1) // LOG_STEP_PERCENT
         if step > self._logged.get(key, -1) or done == total:
             self._logged[key] = step
             logger.info("%s %s: %d/%d bootstraps", perturbed_tf, stage, done, total)
+
+    def update_tfs(self, done: int, total: int) -> None:
+        """Batch progress: TFs finished (completed, stopped or failed) of all."""
+        if self._bars is not None:
+            if self._tfs_task is None:
+                self._tfs_task = self._bars.add_task("TFs done", total=total)
+            self._bars.update(self._tfs_task, completed=done)
+            return
+        logger.info("batch: %d/%d TFs done", done, total)

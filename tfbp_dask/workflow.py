@@ -1,6 +1,6 @@
 """The stages of one TF's run and the decisions between them (SPEC §5–§8).
 
-The workflow draws the bootstrap weights and folds, hands the fits to the
+The workflow draws the bootstrap weights, hands the fits to the
 executor, judges significance and chooses what the next stage models. It
 writes no files: a ``StageListener`` is told about every finished stage.
 """
@@ -26,7 +26,6 @@ from .interactors import InteractorResult, evaluate_interactors
 from .resampling import (
     N_FOLDS,
     bootstrap_draws,
-    bootstrap_test_folds,
     draws_to_weights,
     stratification_classes,
 )
@@ -47,7 +46,7 @@ class BootstrapFitter(Protocol):
         X: np.ndarray,
         y: np.ndarray,
         weights: np.ndarray,
-        test_folds: np.ndarray,
+        classes: np.ndarray,
         params: LassoParams,
         chunk_size: int | None = None,
         progress: Callable[[int, int], None] | None = None,
@@ -258,7 +257,6 @@ def _bootstrap_stage(
     classes = stratification_classes(predictors[ptf].to_numpy(), config.bins)
     draws = bootstrap_draws(len(rows), config.n_bootstraps, seed)
     weights = draws_to_weights(draws, config.normalize_sample_weights)
-    folds = bootstrap_test_folds(classes, np.arange(config.n_bootstraps))
     params = LassoParams(max_iter=config.max_iter)
 
     def fit(current: Sequence[Term], label: str) -> BootstrapFits:
@@ -269,7 +267,7 @@ def _bootstrap_stage(
             X,
             y,
             weights,
-            folds,
+            classes,
             params,
             config.chunk_size,
             lambda done, total: listener.progress(label, done, total),

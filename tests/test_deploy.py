@@ -1,0 +1,147 @@
+"""The deployment files: the compose file, the worker image and the SLURM driver.
+
+Read only (no Docker, SLURM or network): the compose file is parsed as YAML,
+the Dockerfile and the driver are checked as text and compiled Python.
+"""
+
+from __future__ import annotations
+
+import ast
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+SLURM_DRIVER = ROOT / "deploy" / "slurm" / "run_batch.py"
+SBATCH = ROOT / "deploy" / "slurm" / "submit_driver.sbatch"
+
+
+@pytest.fixture(scope="module")
+def services() -> dict:
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    assert isinstance(compose, dict) and isinstance(compose.get("services"), dict)
+    return compose["services"]
+
+
+def _command(service: dict) -> list[str]:
+    command = service["command"]
+    return shlex.split(command) if isinstance(command, str) else [str(part) for part in command]
+
+
+def _option(command: list[str], name: str) -> str:
+    """The value of ``--name value`` or ``--name=value`` in a command."""
+    for index, part in enumerate(command):
+        if part == name:
+            return command[index + 1]
+        if part.startswith(name + "="):
+            return part.split("=", 1)[1]
+    raise AssertionError(f"{name} missing from {command}")
+
+
+def _published(service: dict) -> set[str]:
+    """Container ports published by a service (short or long port syntax)."""
+    ports = set()
+    for entry in service.get("ports", []):
+        if isinstance(entry, dict):
+            ports.add(str(entry["target"]))
+        else:
+            ports.add(str(entry).split("/")[0].rsplit(":", 1)[-1])
+    return ports
+
+
+def _dockerfile_lines() -> list[str]:
+    """The Dockerfile's instructions, continuation lines joined, comments dropped."""
+    text = DOCKERFILE.read_text(encoding="utf-8").replace("\\\n", " ")
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_compose_has_scheduler_and_worker(services):
+    assert {"scheduler", "worker"} <= set(services)
+
+
+def test_scheduler_command_and_ports(services):
+    scheduler = services["scheduler"]
+    command = _command(scheduler)
+    assert command[:2] == ["dask", "scheduler"]
+    assert _option(command, "--port") == "8786"
+    assert _option(command, "--dashboard-address").endswith(":8787")
+    assert {"8786", "8787"} <= _published(scheduler)
+
+
+def test_worker_command(services):
+    worker = services["worker"]
+    command = _command(worker)
+    assert command[:2] == ["dask", "worker"]
+    assert "tcp://scheduler:8786" in command
+    assert _option(command, "--nthreads") == "1"
+    assert _option(command, "--nworkers") == "1"
+    assert "scheduler" in worker["depends_on"]
+    replicas = str(worker["deploy"]["replicas"])
+    assert replicas.isdigit() or replicas.startswith("${")
+
+
+@pytest.mark.parametrize("name", ["scheduler", "worker"])
+def test_services_build_from_the_dockerfile(services, name):
+    build = services[name]["build"]
+    assert (ROOT / build["context"]).resolve() == ROOT
+    assert (ROOT / build["context"] / build["dockerfile"]).resolve() == DOCKERFILE
+    assert any(str(volume).endswith(":/data") for volume in services[name]["volumes"])
+
+
+def test_client_service_is_optional_and_targets_the_scheduler(services):
+    client = services.get("client")
+    if client is None:
+        pytest.skip("no client service")
+    assert client.get("profiles") == ["client"]
+    command = _command(client)
+    assert _option(command, "--scheduler_address") == "tcp://scheduler:8786"
+    for name in ("--response_file", "--predictors_file"):
+        assert Path(_option(command, name)).name in {"response.csv", "predictors.csv"}
+    assert (ROOT / "examples" / "response.csv").is_file()
+
+
+def test_dockerfile_installs_the_package():
+    lines = _dockerfile_lines()
+    assert lines[0].startswith("FROM python:3.11")
+    copies = [line for line in lines if line.startswith("COPY ")]
+    assert any("tfbp_dask" in line for line in copies)
+    assert any("pyproject.toml" in line for line in copies)
+    runs = " ".join(line for line in lines if line.startswith("RUN "))
+    assert "pip install" in runs
+    words = shlex.split(runs.replace("&&", " "))
+    assert "." in words[words.index("install") :]
+    assert any(line.startswith("USER ") and "root" not in line for line in lines)
+    assert "WORKDIR /data" in lines
+    env = " ".join(line for line in lines if line.startswith("ENV "))
+    for variable in ("OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1"):
+        assert variable in env
+
+
+def test_slurm_driver_compiles_and_uses_jobqueue():
+    source = SLURM_DRIVER.read_text(encoding="utf-8")
+    tree = ast.parse(source, filename=str(SLURM_DRIVER))
+    compile(tree, str(SLURM_DRIVER), "exec")
+    assert "SLURMCluster" in source
+    assert "run_many" in source
+    guards = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.If)
+        and isinstance(node.test, ast.Compare)
+        and isinstance(node.test.left, ast.Name)
+        and node.test.left.id == "__name__"
+        and isinstance(node.test.comparators[0], ast.Constant)
+        and node.test.comparators[0].value == "__main__"
+    ]
+    assert guards, "run_batch.py needs an if __name__ == '__main__': guard"
+
+
+def test_sbatch_script_runs_the_driver():
+    text = SBATCH.read_text(encoding="utf-8")
+    assert text.startswith("#!")
+    assert "#SBATCH" in text
+    assert "run_batch.py" in text

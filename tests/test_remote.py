@@ -1,0 +1,109 @@
+"""Real scheduler and worker processes on 127.0.0.1: remote runs, batches, bad addresses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+
+from tfbp_dask import WorkflowConfig, run
+
+COMMAND = "linear_perturbation_binding_modeling"
+
+
+def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "tfbp_dask", COMMAND, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+def _config(dataset, output_dir: Path, **options) -> WorkflowConfig:
+    _, response, predictors = dataset
+    base = dict(
+        response_file=response,
+        predictors_file=predictors,
+        perturbed_tf="TF01",
+        n_bootstraps=20,
+        random_state=5,
+        top_n=120,
+        output_dir=output_dir,
+    )
+    base.update(options)
+    return WorkflowConfig(**base)
+
+
+def _same_tables(first: Path, second: Path) -> None:
+    for stage in ("all_data_results", "topn_results"):
+        for name in ("bootstrap_coefficients.csv", "confidence_intervals.csv"):
+            assert (first / stage / name).read_bytes() == (second / stage / name).read_bytes()
+    for name in ("significance_results.csv", "final_selection.csv"):
+        a = first / "interactor_significance" / name
+        assert a.read_bytes() == (second / "interactor_significance" / name).read_bytes()
+
+
+def test_remote_cluster_gives_the_embedded_numbers(
+    tiny_dataset, tmp_path, remote_cluster, client_two_workers
+):
+    config = _config(tiny_dataset, tmp_path)
+    embedded = run(config, client=client_two_workers)
+    remote = run(replace(config, scheduler_address=remote_cluster.address))
+    assert remote.result.all_data is not None
+    _same_tables(embedded.run_dir, remote.run_dir)
+    summary = (remote.run_dir / "input_data" / "data_summary.json").read_text()
+    assert remote_cluster.address in summary
+
+
+def test_cli_batch_on_remote_cluster_survives_a_failing_tf(tiny_dataset, tmp_path, remote_cluster):
+    data, response, predictors = tiny_dataset
+    broken = tmp_path / "response_without_tf02.csv"
+    data.response.drop(columns="TF02").to_csv(broken, index=False)
+    out = tmp_path / "batch"
+    done = _cli(
+        "--response_file", str(broken), "--predictors_file", str(predictors),
+        "--perturbed_tf", "TF01,TF02,TF03", "--n_bootstraps", "16", "--top_n", "120",
+        "--random_state", "1", "--output_dir", str(out),
+        "--scheduler_address", remote_cluster.address,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr  # one TF failed
+    (batch_csv,) = out.glob("batch_*.csv")
+    table = pd.read_csv(batch_csv, keep_default_na=False).set_index("perturbed_tf")
+    assert list(table.columns) == [
+        "status", "run_dir", "n_significant_all_data", "n_significant_topn",
+        "final_selection", "wall_seconds", "error",
+    ]  # fmt: skip
+    assert table.loc["TF02", "status"] == "failed"
+    assert "TF02" in table.loc["TF02", "error"] and table.loc["TF02", "run_dir"] == ""
+    for tf in ("TF01", "TF03"):
+        assert table.loc[tf, "status"] in ("completed", "stopped")
+        run_dir = Path(table.loc[tf, "run_dir"])
+        assert run_dir.is_dir() and run_dir.name.startswith(f"{tf}_")
+        log = next(run_dir.glob("tfbpmodeling_*.log")).read_text()
+        other = "TF03" if tf == "TF01" else "TF01"
+        assert f"{tf}:" in log and f"{other}: " not in log  # each log holds its own TF
+    assert not list(out.glob("TF02_*"))
+
+
+def test_unreachable_scheduler_exits_2_quickly(tiny_dataset, tmp_path):
+    _, response, predictors = tiny_dataset
+    started = time.monotonic()
+    done = _cli(
+        "--response_file", str(response), "--predictors_file", str(predictors),
+        "--perturbed_tf", "TF01", "--output_dir", str(tmp_path / "out"),
+        "--scheduler_address", "tcp://127.0.0.1:9", "--connect_timeout", "5",
+        timeout=60,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    assert done.returncode == 2, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "tcp://127.0.0.1:9" in lines[0], done.stderr
+    assert elapsed < 30
+    assert not (tmp_path / "out").exists()

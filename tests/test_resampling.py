@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from sklearn.model_selection import StratifiedKFold
@@ -67,3 +69,25 @@ def test_small_classes_are_allowed_without_warning():
     classes = np.array([1, 2, 2] + [3] * 30)
     labels = cv_fold_labels(classes, 0)  # pytest turns any warning into an error
     assert set(np.unique(labels)) == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("layout", range(6))
+def test_fold_labels_match_stratified_kfold_on_random_layouts(layout):
+    rng = np.random.default_rng(layout)
+    n = int(rng.integers(20, 400))
+    bins = (0, *sorted(rng.choice(np.arange(1, n), size=int(rng.integers(1, 4)), replace=False)))
+    binding = np.round(rng.gamma(0.7, 1.0, size=n), 1)  # rounding makes rank ties
+    classes = stratification_classes(binding, (*bins, np.inf))
+    for seed in (0, 1, 17, 2**31):
+        expected = np.empty(n, dtype=int)
+        splitter = StratifiedKFold(n_splits=4, shuffle=True, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # small classes are expected here
+            for fold, (_, test) in enumerate(splitter.split(np.zeros(n), classes)):
+                expected[test] = fold
+        np.testing.assert_array_equal(cv_fold_labels(classes, seed), expected)
+
+
+def test_no_class_large_enough_is_refused():
+    with pytest.raises(ValueError, match="at least 4 rows"):
+        cv_fold_labels(np.array([1, 1, 2, 2, 3]), 0)

@@ -165,3 +165,22 @@ def test_seed_zero_is_a_seed(tiny_dataset, output_dir, client_two_workers, seed)
     outcome = run(_config(tiny_dataset, output_dir, random_state=seed), client=client_two_workers)
     assert outcome.result.seed == 0
     assert outcome.result.topn.seed == 10
+
+
+def test_engines_agree_on_the_significant_terms(small_dataset, output_dir, client_two_workers):
+    config = _config(small_dataset, output_dir, n_bootstraps=30, top_n=600, random_state=8)
+    reference = run(replace(config, engine="sklearn"), client=client_two_workers).result
+    fast = run(replace(config, engine="gram"), client=client_two_workers).result
+    for stage in ("all_data", "topn"):
+        ref_stage, fast_stage = getattr(reference, stage), getattr(fast, stage)
+        assert [t.name for t in ref_stage.significant_terms] == [
+            t.name for t in fast_stage.significant_terms
+        ]
+        scale = np.abs(ref_stage.fits.coef).max()
+        np.testing.assert_allclose(
+            fast_stage.confidence[["lower", "upper"]], ref_stage.confidence[["lower", "upper"]],
+            atol=0.02 * scale,
+        )  # fmt: skip
+    assert list(reference.interactors.final_selection["term"]) == list(
+        fast.interactors.final_selection["term"]
+    )

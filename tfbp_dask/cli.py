@@ -269,10 +269,10 @@ def linear_perturbation_binding_modeling(
         str,
         typer.Option(
             "--engine",
-            help="Fitting engine: sklearn (reference LassoCV) or gram (fast, same objective).",
+            help="Fitting engine: gram (fast exact lasso path, default) or sklearn (the reference LassoCV).",
             rich_help_panel=SYSTEM,
         ),
-    ] = "sklearn",
+    ] = "gram",
     chunk_size: Annotated[
         int | None,
         typer.Option(

@@ -82,7 +82,7 @@ class WorkflowConfig:
     output_dir: Path = DEFAULT_OUTPUT_DIR
     output_suffix: str = ""
     n_cpus: int = 4
-    engine: str = "sklearn"
+    engine: str = "gram"
     chunk_size: int | None = None
     scheduler_address: str | None = None
     connect_timeout: float = 20.0

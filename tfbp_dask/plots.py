@@ -1,31 +1,52 @@
-"""Diagnostic figures (PNG, headless matplotlib): CIs, chosen alphas, selection frequency, ΔR²."""
+"""Diagnostic figures (PNG, headless matplotlib): CIs, chosen alphas, selection frequency, ΔR².
+
+Figures are made with matplotlib's object API (no pyplot state) and one at a
+time: a batch writes plots from several threads, and matplotlib's text layout
+is not thread-safe.
+"""
 
 from __future__ import annotations
 
+import functools
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
 
 MAX_TERMS_SHOWN = 40
+_LOCK = threading.Lock()
+_P = ParamSpec("_P")
 
 
-def _save(figure: plt.Figure, path: Path) -> None:
+def _one_at_a_time(plot: Callable[_P, None]) -> Callable[_P, None]:
+    @functools.wraps(plot)
+    def locked(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        with _LOCK:
+            plot(*args, **kwargs)
+
+    return locked
+
+
+def _subplots(width: float, height: float) -> tuple[Figure, object]:
+    figure = Figure(figsize=(width, height))
+    return figure, figure.add_subplot()
+
+
+def _save(figure: Figure, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
-    plt.close(figure)
 
 
+@_one_at_a_time
 def coefficient_forest(importance: pd.DataFrame, title: str, path: Path) -> None:
     """Median and CI of the significant terms plus the top-ranked ones (at most 40)."""
     shown = importance[(importance["significant"]) | (importance["rank"] <= 15)]
     shown = shown.sort_values("rank").head(MAX_TERMS_SHOWN).iloc[::-1]
-    figure, axis = plt.subplots(figsize=(7, 1.5 + 0.28 * max(1, len(shown))))
+    figure, axis = _subplots(7, 1.5 + 0.28 * max(1, len(shown)))
     positions = np.arange(len(shown))
     colors = np.where(shown["significant"], "tab:red", "tab:gray")
     axis.hlines(positions, shown["lower"], shown["upper"], colors=colors, linewidth=2)
@@ -37,9 +58,10 @@ def coefficient_forest(importance: pd.DataFrame, title: str, path: Path) -> None
     _save(figure, path)
 
 
+@_one_at_a_time
 def alpha_distribution(alphas: np.ndarray, title: str, path: Path) -> None:
     """Histogram of the chosen regularisation strength, on a log scale."""
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = _subplots(6, 4)
     positive = alphas[alphas > 0]
     if len(positive):
         bins = np.geomspace(positive.min(), positive.max() * 1.0001, 30)
@@ -51,10 +73,11 @@ def alpha_distribution(alphas: np.ndarray, title: str, path: Path) -> None:
     _save(figure, path)
 
 
+@_one_at_a_time
 def selection_frequency(importance: pd.DataFrame, title: str, path: Path) -> None:
     """Share of bootstraps in which each top-ranked term has a non-zero coefficient."""
     shown = importance.sort_values("rank").head(MAX_TERMS_SHOWN).iloc[::-1]
-    figure, axis = plt.subplots(figsize=(7, 1.5 + 0.28 * max(1, len(shown))))
+    figure, axis = _subplots(7, 1.5 + 0.28 * max(1, len(shown)))
     colors = np.where(shown["significant"], "tab:red", "tab:gray")
     axis.barh(np.arange(len(shown)), shown["selection_frequency"], color=colors)
     axis.set_yticks(np.arange(len(shown)), shown["term"], fontsize=8)
@@ -64,9 +87,10 @@ def selection_frequency(importance: pd.DataFrame, title: str, path: Path) -> Non
     _save(figure, path)
 
 
+@_one_at_a_time
 def interactor_deltas(significance: pd.DataFrame, title: str, path: Path) -> None:
     """ΔR² (main effect − interactor) per interactor, or the lasso coefficients of both."""
-    figure, axis = plt.subplots(figsize=(7, 1.5 + 0.35 * max(1, len(significance))))
+    figure, axis = _subplots(7, 1.5 + 0.35 * max(1, len(significance)))
     positions = np.arange(len(significance))
     labels = significance["interactor"] if len(significance) else []
     if "delta_r2" in significance:

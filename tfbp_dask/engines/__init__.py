@@ -11,7 +11,7 @@ from importlib import import_module
 
 from ._types import BootstrapFits, LassoParams
 
-ENGINES = ("sklearn",)
+ENGINES = ("sklearn", "gram")
 
 __all__ = ["ENGINES", "BootstrapFits", "LassoParams", "get_engine"]
 

@@ -1,0 +1,371 @@
+"""The ``gram`` engine: building blocks against numpy, results against the ``sklearn`` engine.
+
+Parity is checked on the stated test set ``PARITY_SETS`` (six synthetic
+data sets of 300-1000 genes and 10-25 pTF x TF interaction terms, 40
+bootstraps each, pooled). The ``gram`` engine solves the lasso path exactly;
+the ``sklearn`` engine stops coordinate descent at a duality-gap tolerance,
+so the two differ by that tolerance. ``test_exact_against_tight_sklearn``
+shows the differences vanish when scikit-learn is run to a tight tolerance.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LassoCV, lars_path_gram
+
+from tfbp_dask import datagen, resampling
+from tfbp_dask.engines import ENGINES, BootstrapFits, LassoParams, get_engine, gram
+from tfbp_dask.engines import sklearn as sk_engine
+from tfbp_dask.engines._gram_kernels import _centred_problem, _homotopy, _test_mse
+
+PARAMS = LassoParams()
+BINS = (0, 8, 12, np.inf)
+# (n_genes, n_tfs, seed): n_tfs - 1 interaction terms.
+PARITY_SETS = [(300, 11, 0), (500, 16, 1), (800, 21, 2), (1000, 26, 3), (600, 12, 4), (1000, 16, 5)]
+N_BOOTSTRAPS = 40
+GRID_STEP = np.log(1 / PARAMS.eps) / (PARAMS.n_alphas - 1)  # log-spacing of the grid
+
+
+def _problem(n_genes: int, n_tfs: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Design (pTF x other TFs), response of the pTF and stratification classes."""
+    data = datagen.make_dataset(n_genes=n_genes, n_tfs=n_tfs, seed=seed)
+    binding = data.predictors.iloc[:, 1:].to_numpy()
+    ptf = binding[:, 0]
+    X = ptf[:, None] * binding[:, 1:]
+    y = data.response.iloc[:, 1].to_numpy()
+    return X, y, resampling.stratification_classes(ptf, BINS)
+
+
+def _resamples(
+    classes: np.ndarray, n_bootstraps: int, seed: int, normalize: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    bootstrap = np.arange(n_bootstraps)
+    draws = resampling.bootstrap_draws(len(classes), n_bootstraps, seed)
+    weights = resampling.draws_to_weights(draws, normalize=normalize)
+    return bootstrap, weights, resampling.bootstrap_test_folds(classes, bootstrap)
+
+
+def _grid_distance(alpha_a: np.ndarray, alpha_b: np.ndarray) -> np.ndarray:
+    """Signed number of grid points between two chosen alphas of the same grid."""
+    return np.rint(np.log(alpha_a / alpha_b) / GRID_STEP).astype(int)
+
+
+def _augmented(X: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The engine's shifted augmented columns ``[x - mean, 1, y - mean]``."""
+    return np.column_stack([X - X.mean(axis=0), np.ones(len(y)), y - y.mean()])
+
+
+@pytest.fixture(scope="module")
+def parity() -> list[tuple[np.ndarray, BootstrapFits, BootstrapFits]]:
+    """Both engines on every parity set: (y, sklearn fits, gram fits)."""
+    results = []
+    for n_genes, n_tfs, seed in PARITY_SETS:
+        X, y, classes = _problem(n_genes, n_tfs, seed)
+        bootstrap, weights, folds = _resamples(classes, N_BOOTSTRAPS, seed + 10)
+        reference = sk_engine.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+        fast = gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+        results.append((y, reference, fast))
+    return results
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def test_registered() -> None:
+    assert "gram" in ENGINES
+    assert get_engine("gram") is gram.fit_bootstraps
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_fold_statistics_match_direct_weighted_sums(normalize: bool) -> None:
+    rng = np.random.default_rng(0)
+    n, p, k = 200, 7, 3
+    A = _augmented(rng.normal(size=(n, p)), rng.normal(size=n))
+    draws = rng.integers(0, n, size=(k, n))
+    weights = resampling.draws_to_weights(draws, normalize=normalize)
+    folds = rng.integers(0, 4, size=(k, n)).astype(np.int8)
+    stats = gram._fold_statistics(A, weights, folds.astype(np.int64), 4)
+    assert stats.shape == (k, 4, p + 2, p + 2)
+    for b in range(k):
+        for f in range(4):
+            rows = folds[b] == f
+            direct = (A[rows] * weights[b, rows, None]).T @ A[rows]
+            np.testing.assert_allclose(stats[b, f], direct, rtol=1e-12, atol=1e-12)
+
+
+def test_training_problem_by_subtraction_matches_direct_centred_gram() -> None:
+    # Columns far from zero: without the engine's shift, subtracting Grams
+    # would lose about 12 of 16 digits here.
+    rng = np.random.default_rng(1)
+    n, p = 500, 6
+    X = 1000.0 + rng.normal(size=(n, p)) * np.arange(1, p + 1)
+    y = 50.0 + X[:, 0] - X[:, 1] + rng.normal(size=n)
+    w = resampling.draws_to_weights(rng.integers(0, n, size=(1, n)))[0]
+    labels = rng.integers(0, 4, size=n)
+    stats = gram._fold_statistics(_augmented(X, y), w[None], labels[None], 4)[0]
+    total = stats.sum(axis=0)
+    scale = np.diag(total)[:p] / total[p, p]
+    for f in range(4):
+        Q, q, yy, xbar, ybar, weight, usable = _centred_problem(total - stats[f], scale)
+        train = labels != f
+        wt = w[train]
+        Xc = X[train] - np.average(X[train], axis=0, weights=wt)
+        yc = y[train] - np.average(y[train], weights=wt)
+        np.testing.assert_allclose(Q, (Xc * wt[:, None]).T @ Xc / wt.sum(), rtol=1e-9)
+        np.testing.assert_allclose(q, Xc.T @ (wt * yc) / wt.sum(), rtol=1e-8, atol=1e-9)
+        np.testing.assert_allclose(yy, np.sum(wt * yc**2) / wt.sum(), rtol=1e-9)
+        np.testing.assert_allclose(xbar + X.mean(axis=0), np.average(X[train], 0, wt), rtol=1e-14)
+        np.testing.assert_allclose(ybar + y.mean(), np.average(y[train], weights=wt), rtol=1e-14)
+        assert weight == pytest.approx(wt.sum())
+        assert usable.all()
+
+
+def test_test_mse_matches_direct_residuals() -> None:
+    rng = np.random.default_rng(2)
+    n, p = 300, 5
+    X = 3.0 + rng.normal(size=(n, p))
+    y = X @ rng.normal(size=p) + rng.normal(size=n)
+    w = rng.poisson(1.0, size=n).astype(float)
+    test = rng.random(n) < 0.25
+    A = _augmented(X, y)
+    H_test = (A[test] * w[test, None]).T @ A[test]
+    xbar_train = rng.normal(size=p) * 0.1
+    ybar_train = 0.2
+    coefs = rng.normal(size=(8, p)) * (rng.random((8, p)) < 0.6)
+    mse = _test_mse(coefs, H_test, xbar_train, ybar_train)
+    # Shifted coordinates: prediction ybar + (x - xbar)' beta.
+    Xs, ys = A[test, :p], A[test, p + 1]
+    for a in range(len(coefs)):
+        residual = ys - ybar_train - (Xs - xbar_train) @ coefs[a]
+        assert mse[a] == pytest.approx(np.average(residual**2, weights=w[test]), rel=1e-10)
+
+
+def _random_problem(rng: np.random.Generator, n: int, p: int) -> tuple[np.ndarray, np.ndarray]:
+    """Correlated columns (their lasso paths drop variables), weighted, centred."""
+    latent = rng.normal(size=(n, 3))
+    X = latent @ rng.normal(size=(3, p)) + rng.uniform(0.05, 1.0) * rng.normal(size=(n, p))
+    y = X @ (rng.normal(size=p) * (rng.random(p) < 0.3)) + rng.normal(size=n)
+    w = rng.poisson(1.0, size=n).astype(float)
+    A = _augmented(X, y)
+    H = (A * w[:, None]).T @ A
+    Q, q, *_ = _centred_problem(H, np.diag(H)[:p] / H[p, p])
+    return Q, q
+
+
+def test_homotopy_matches_lars_path_gram() -> None:
+    rng = np.random.default_rng(3)
+    n_drops = 0
+    for _ in range(40):
+        p = int(rng.integers(2, 30))
+        Q, q = _random_problem(rng, int(rng.integers(40, 200)), p)
+        alphas = np.geomspace(np.abs(q).max(), np.abs(q).max() * 1e-3, 100)
+        coefs = np.empty((100, p))
+        _homotopy(Q, q, np.ones(p, dtype=bool), alphas, 100, 10_000, coefs)
+        kinks, _, path = lars_path_gram(
+            Xy=q, Gram=Q, n_samples=1, method="lasso", alpha_min=alphas[-1] * 0.999
+        )
+        n_drops += np.sum((path[:, :-1] != 0) & (path[:, 1:] == 0))
+        reference = np.array([np.interp(-alphas, -kinks, path[j]) for j in range(p)]).T
+        np.testing.assert_allclose(coefs, reference, rtol=0, atol=1e-9 * np.abs(reference).max())
+    assert n_drops > 0  # the Cholesky downdate was exercised
+
+
+def test_homotopy_partial_path_and_step_cap() -> None:
+    rng = np.random.default_rng(4)
+    Q, q = _random_problem(rng, 100, 12)
+    alphas = np.geomspace(np.abs(q).max(), np.abs(q).max() * 1e-3, 100)
+    full = np.empty((100, 12))
+    steps_full = _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 100, 10_000, full)
+    part = np.full((100, 12), np.nan)
+    steps_part = _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 40, 10_000, part)
+    np.testing.assert_array_equal(part[:40], full[:40])
+    assert np.isnan(part[40:]).all() and 0 < steps_part <= steps_full
+    assert not full[0].any()  # alpha_max: exactly zero
+    capped = np.empty((100, 12))
+    assert _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 100, 3, capped) == 3
+
+
+def test_homotopy_collinear_and_constant_columns() -> None:
+    rng = np.random.default_rng(5)
+    n, p = 150, 8
+    X = rng.normal(size=(n, p))
+    X[:, 3] = X[:, 2]  # duplicate: the lasso solution is not unique
+    X[:, 5] = -2.0 * X[:, 2]
+    X[:, 6] = 4.2  # constant
+    y = X[:, 2] + X[:, 0] + rng.normal(size=n)
+    w = rng.poisson(1.0, size=n).astype(float)
+    A = _augmented(X, y)
+    H = (A * w[:, None]).T @ A
+    Q, q, _, _, _, _, usable = _centred_problem(H, np.diag(H)[:p] / H[p, p])
+    assert not usable[6] and usable[[0, 1, 2, 3, 4, 5, 7]].all()
+    alphas = np.geomspace(np.abs(q).max(), np.abs(q).max() * 1e-3, 50)
+    coefs = np.empty((50, p))
+    _homotopy(Q, q, usable, alphas, 50, 10_000, coefs)
+    assert not coefs[:, 6].any()
+    # Same objective as the (unique-objective) LARS path on the usable columns.
+    keep = np.flatnonzero(usable)
+    kinks, _, path = lars_path_gram(
+        Xy=q[keep],
+        Gram=Q[np.ix_(keep, keep)],
+        n_samples=1,
+        method="lasso",
+        alpha_min=alphas[-1] * 0.999,
+    )
+    for a, alpha in enumerate(alphas):
+        ref = np.zeros(p)
+        ref[keep] = [np.interp(-alpha, -kinks, path[j]) for j in range(len(keep))]
+
+        def objective(beta: np.ndarray, alpha: float = alpha) -> float:
+            return 0.5 * beta @ Q @ beta - q @ beta + alpha * np.abs(beta).sum()
+
+        assert objective(coefs[a]) <= objective(ref) + 1e-12 * abs(objective(ref))
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+def test_alpha_grid_matches_sklearn(normalize: bool) -> None:
+    X, y, classes = _problem(500, 16, 7)
+    bootstrap, weights, folds = _resamples(classes, 4, 17, normalize=normalize)
+    stats = gram._fold_statistics(_augmented(X, y), weights, folds.astype(np.int64), 4)
+    grids = gram._alpha_grids(stats.sum(axis=1), PARAMS)
+    for b in bootstrap:
+        model = LassoCV(alphas=PARAMS.n_alphas, eps=PARAMS.eps, cv=2, max_iter=1)
+        with warnings.catch_warnings():
+            # max_iter=1: only the grid is of interest here.
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X, y, sample_weight=weights[b])
+        np.testing.assert_allclose(grids[b], model.alphas_, rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- parity
+
+
+def test_chosen_alpha_parity(parity) -> None:
+    distance = np.concatenate([_grid_distance(ref.alpha, fast.alpha) for _, ref, fast in parity])
+    assert np.mean(distance == 0) >= 0.90
+    assert np.abs(distance).max() <= 1
+
+
+def test_coef_parity(parity) -> None:
+    worst = np.concatenate(
+        [
+            np.abs(ref.coef - fast.coef).max(axis=1) / np.abs(ref.coef).max()
+            for _, ref, fast in parity
+        ]
+    )
+    assert np.percentile(worst, 95) <= 0.01
+
+
+def test_cv_mse_intercept_r2_parity(parity) -> None:
+    for y, ref, fast in parity:
+        np.testing.assert_allclose(fast.cv_mse, ref.cv_mse, rtol=2e-3)
+        np.testing.assert_allclose(fast.intercept, ref.intercept, rtol=0, atol=0.01 * y.std())
+        np.testing.assert_allclose(fast.r2, ref.r2, rtol=0, atol=5e-3)
+        np.testing.assert_array_equal(fast.bootstrap, ref.bootstrap)
+        assert fast.n_iter.dtype == np.int64 and (fast.n_iter >= 0).all()
+
+
+@pytest.mark.parametrize("shape", [(400, 11), (600, 4)])
+def test_exact_against_tight_sklearn(shape: tuple[int, int]) -> None:
+    # With coordinate descent run to a tight tolerance, scikit-learn lands on
+    # the exact path: every difference above is its default tolerance.
+    X, y, classes = _problem(*shape, seed=8)
+    bootstrap, weights, folds = _resamples(classes, 4, 18)
+    tight = LassoParams(tol=1e-12, max_iter=100_000)
+    ref = sk_engine.fit_bootstraps(X, y, bootstrap, weights, folds, tight)
+    fast = gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+    np.testing.assert_allclose(fast.alpha, ref.alpha, rtol=1e-12)
+    np.testing.assert_allclose(fast.coef, ref.coef, rtol=0, atol=1e-8 * np.abs(ref.coef).max())
+    np.testing.assert_allclose(fast.cv_mse, ref.cv_mse, rtol=1e-9)
+    np.testing.assert_allclose(fast.intercept, ref.intercept, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(fast.r2, ref.r2, rtol=0, atol=1e-9)
+
+
+def test_normalised_weights_give_the_same_answers() -> None:
+    X, y, classes = _problem(500, 11, 9)
+    bootstrap, weights, folds = _resamples(classes, 8, 19)
+    raw = gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+    unit = gram.fit_bootstraps(
+        X, y, bootstrap, weights / weights.sum(axis=1, keepdims=True), folds, PARAMS
+    )
+    np.testing.assert_allclose(unit.alpha, raw.alpha, rtol=1e-12)
+    np.testing.assert_allclose(unit.coef, raw.coef, rtol=0, atol=1e-10 * np.abs(raw.coef).max())
+    for name in ("intercept", "cv_mse", "r2"):
+        np.testing.assert_allclose(getattr(unit, name), getattr(raw, name), rtol=1e-10)
+    np.testing.assert_array_equal(unit.n_iter, raw.n_iter)
+
+
+def test_blocks_and_chunking_do_not_change_results(monkeypatch) -> None:
+    X, y, classes = _problem(300, 8, 10)
+    bootstrap, weights, folds = _resamples(classes, 5, 20)
+    whole = gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+    monkeypatch.setattr(gram, "_BLOCK_BYTES", 1)  # one bootstrap per block
+    parts = [
+        gram.fit_bootstraps(
+            X, y, bootstrap[i : i + 2], weights[i : i + 2], folds[i : i + 2], PARAMS
+        )
+        for i in range(0, 5, 2)
+    ]
+    joined = BootstrapFits.concatenate(parts)
+    for name in ("bootstrap", "coef", "intercept", "alpha", "cv_mse", "n_iter", "r2"):
+        np.testing.assert_array_equal(getattr(joined, name), getattr(whole, name))
+
+
+# --------------------------------------------------------------------------- degenerate input
+
+
+def test_zero_variance_columns() -> None:
+    X, y, classes = _problem(400, 12, 11)
+    X[:, 3] = 0.7
+    X[:, 5] = 0.0
+    bootstrap, weights, folds = _resamples(classes, 6, 21)
+    ref = sk_engine.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+    fast = gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+    assert not fast.coef[:, [3, 5]].any()
+    assert not ref.coef[:, [3, 5]].any()
+    assert np.abs(_grid_distance(ref.alpha, fast.alpha)).max() <= 1
+    assert np.isfinite(fast.coef).all() and np.isfinite(fast.r2).all()
+
+
+def test_constant_response() -> None:
+    X, _, classes = _problem(300, 6, 12)
+    y = np.full(len(X), 0.3)
+    bootstrap, weights, folds = _resamples(classes, 3, 22)
+    ref = sk_engine.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+    fast = gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+    assert not fast.coef.any()
+    np.testing.assert_allclose(fast.intercept, 0.3, rtol=1e-14)
+    np.testing.assert_array_equal(fast.alpha, ref.alpha)  # scikit-learn's flat grid
+    np.testing.assert_allclose(fast.coef, ref.coef, atol=1e-12)
+    np.testing.assert_allclose(fast.intercept, ref.intercept, rtol=1e-12)
+    assert np.all(fast.cv_mse < 1e-25) and (fast.n_iter == 0).all()
+    # R^2 is 0/0 here; the exact constant prediction scores 1 (scikit-learn
+    # gives 1 or 0 depending on the last bit of its weighted mean).
+    np.testing.assert_array_equal(fast.r2, 1.0)
+
+
+def test_empty_chunk_and_invalid_weights() -> None:
+    X, y, classes = _problem(300, 6, 13)
+    empty = gram.fit_bootstraps(
+        X, y, np.arange(0), np.empty((0, len(y))), np.empty((0, len(y)), np.int8), PARAMS
+    )
+    assert empty.coef.shape == (0, X.shape[1]) and empty.alpha.shape == (0,)
+    bootstrap, weights, folds = _resamples(classes, 1, 23)
+    with pytest.raises(ValueError, match="finite"):
+        gram.fit_bootstraps(np.where(X > 1, np.nan, X), y, bootstrap, weights, folds, PARAMS)
+    weights[0, 0] = -1.0
+    with pytest.raises(ValueError, match="non-negative"):
+        gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+
+
+def test_n_iter_counts_refit_homotopy_steps() -> None:
+    X, y, classes = _problem(400, 11, 14)
+    bootstrap, weights, folds = _resamples(classes, 4, 24)
+    fits = gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+    # Every non-zero coefficient but the first entered at a kink passed.
+    assert (fits.n_iter >= fits.n_nonzero - 1).all() and (fits.n_iter < PARAMS.max_iter).all()
+    capped = gram.fit_bootstraps(X, y, bootstrap, weights, folds, LassoParams(max_iter=1))
+    assert (capped.n_iter <= 1).all() and np.isfinite(capped.coef).all()

@@ -1,0 +1,531 @@
+"""Compiled kernels of the ``gram`` engine: lasso homotopy on a Gram matrix.
+
+Everything here works on *sufficient statistics*, never on rows. A problem is
+
+    minimise_beta  1/2 beta' Q beta - q' beta + alpha * ||beta||_1          (P)
+
+with ``Q`` the weighted, centred Gram matrix divided by the total weight and
+``q`` the weighted, centred ``X'y`` divided by the total weight. This is
+exactly ``1 / (2 sum w) * sum_i w_i (y_i - b - x_i' beta)^2 + alpha ||beta||_1``
+minimised over the intercept ``b`` too (the intercept is profiled out by the
+centring), i.e. the objective scikit-learn's ``Lasso`` minimises once its
+``sample_weight`` has been rescaled to sum to ``n_samples``.
+
+The solution of (P) is piecewise linear in ``alpha``. ``_homotopy`` follows
+it exactly from the smallest alpha at which it is zero down to the last grid
+alpha needed (the LARS-lasso homotopy), so the coefficients at the grid alphas
+are exact interpolations, with no convergence tolerance involved.
+
+Statistics come as "augmented Grams": for the columns ``[x_1 .. x_p, 1, y]``
+(already shifted by constants to keep magnitudes small), ``H = sum_i w_i a_i
+a_i'``. So ``H[:p, :p]`` is ``sum w x x'``, ``H[:p, p]`` is ``sum w x``,
+``H[:p, p + 1]`` is ``sum w x y``, ``H[p, p]`` is ``sum w``, ``H[p, p + 1]`` is
+``sum w y`` and ``H[p + 1, p + 1]`` is ``sum w y^2``. Statistics of a union of
+rows are sums, of a difference differences; centring is algebraic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numba import njit
+
+# A column whose weighted variance on the rows of a problem is at most this
+# fraction of its second moment about the (shifted) global mean over all rows
+# is treated as constant there: its variance is then rounding noise left by
+# the subtraction of statistics, and scikit-learn leaves such a coefficient at 0.
+_CONSTANT_COLUMN = 1e-10
+
+# A column entering the active set whose squared distance to the span of the
+# active columns is at most this fraction of its own variance is collinear
+# with them (Cholesky pivot ~ 0); it is kept out of the path from then on.
+_COLLINEAR = 1e-10
+
+# Alphas within this relative distance are the same alpha (rounding).
+_SAME_ALPHA = 1e-12
+
+# Reassociation lets LLVM vectorise the dot products (the order of a sum is
+# then the compiler's, still deterministic for a given build); no flag that
+# assumes the absence of NaN or infinity.
+_FASTMATH = {"reassoc", "contract"}
+
+
+def _compiled(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Compile with numba, caching the machine code on disk where possible.
+
+    The on-disk cache spares every new worker process the compilation (a few
+    seconds); if no cache directory is writable, compile in memory instead.
+    """
+    try:
+        return njit(cache=True, nogil=True, fastmath=_FASTMATH)(func)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return njit(cache=False, nogil=True, fastmath=_FASTMATH)(func)
+
+
+_EVENT_END = 0
+_EVENT_ENTER = 1
+_EVENT_DROP = 2
+
+
+@_compiled
+def _homotopy(
+    Q: np.ndarray,
+    q: np.ndarray,
+    usable: np.ndarray,
+    alphas: np.ndarray,
+    n_stop: int,
+    max_steps: int,
+    coefs: np.ndarray,
+) -> int:
+    """Exact lasso path of (P) evaluated at the first ``n_stop`` grid alphas.
+
+    Parameters
+    ----------
+    Q : ndarray of shape (p, p)
+        Normalised centred Gram (symmetric positive semi-definite).
+    q : ndarray of shape (p,)
+        Normalised centred ``X'y``.
+    usable : ndarray of shape (p,) of bool
+        False for columns that are constant on the problem's rows (their
+        coefficient stays 0).
+    alphas : ndarray of shape (n_alphas,)
+        Decreasing grid.
+    n_stop : int
+        Number of leading grid alphas to evaluate (``1 <= n_stop <= n_alphas``).
+    max_steps : int
+        Maximum number of homotopy steps (changes of the active set); if
+        reached, the remaining grid points receive the last solution reached.
+    coefs : ndarray of shape (n_alphas, p)
+        Output; rows ``0 .. n_stop - 1`` are overwritten.
+
+    Returns
+    -------
+    int
+        Homotopy steps taken (``max_steps`` if the path was cut short).
+    """
+    p = Q.shape[0]
+    beta = np.zeros(p)
+    grad = q.copy()  # q - Q beta, the correlations with the current residual
+    chol = np.zeros((p, p))  # lower Cholesky factor of Q[A, A], A in entry order
+    active = np.empty(p, dtype=np.int64)
+    sign = np.zeros(p)  # sign of each active coefficient, by column
+    is_active = np.zeros(p, dtype=np.bool_)
+    excluded = ~usable
+    z = np.zeros(p)  # chol^{-1} sign[A]
+    direction = np.zeros(p)  # d beta[A] / d(-alpha), in active order
+    slope = np.zeros(p)  # Q[:, A] @ direction: d grad / d(-alpha)
+    n_active = 0
+
+    alpha = 0.0
+    entering = -1
+    for j in range(p):
+        if not excluded[j] and abs(grad[j]) > alpha:
+            alpha = abs(grad[j])
+            entering = j
+
+    # Grid alphas at or above the path's start have an all-zero solution. The
+    # relative slack matters for the refit, whose path starts exactly at the
+    # grid's first alpha: computed separately, the two may differ in the last
+    # bit, which must not leave coefficients of 1e-17 instead of zeros.
+    start = alpha * (1.0 - _SAME_ALPHA)
+    grid = 0
+    while grid < n_stop and (entering < 0 or alphas[grid] >= start):
+        coefs[grid, :] = 0.0
+        grid += 1
+
+    steps = 0
+    dropped = -1
+    while grid < n_stop:
+        if entering >= 0:
+            j = entering
+            # Append column j to the Cholesky factor: solve chol w = Q[A, j].
+            row = chol[n_active]
+            norm2 = 0.0
+            for r in range(n_active):
+                acc = Q[j, active[r]]
+                for c in range(r):
+                    acc -= chol[r, c] * row[c]
+                row[r] = acc / chol[r, r]
+                norm2 += row[r] * row[r]
+            pivot2 = Q[j, j] - norm2
+            if pivot2 <= _COLLINEAR * Q[j, j]:
+                excluded[j] = True
+                for c in range(n_active):
+                    row[c] = 0.0
+            else:
+                row[n_active] = np.sqrt(pivot2)
+                active[n_active] = j
+                sign[j] = 1.0 if grad[j] > 0 else -1.0
+                is_active[j] = True
+                acc = sign[j]
+                for c in range(n_active):
+                    acc -= row[c] * z[c]
+                z[n_active] = acc / row[n_active]
+                n_active += 1
+
+        # direction solves Q[A, A] direction = sign[A]: back-substitute chol' d = z.
+        for r in range(n_active):
+            direction[r] = z[r]
+        for r in range(n_active - 1, -1, -1):
+            direction[r] /= chol[r, r]
+            dr = direction[r]
+            for c in range(r):
+                direction[c] -= chol[r, c] * dr
+        slope[:] = 0.0
+        for r in range(n_active):
+            dr = direction[r]
+            qrow = Q[active[r]]
+            for j in range(p):
+                slope[j] += dr * qrow[j]
+
+        # Next event, as a decrease t of alpha: the last grid alpha needed, an
+        # inactive correlation reaching +-alpha, or an active coefficient
+        # reaching zero.
+        t_next = alpha - alphas[n_stop - 1]
+        event = _EVENT_END
+        who = -1
+        for j in range(p):
+            if is_active[j] or excluded[j]:
+                continue
+            sj = slope[j]
+            gj = grad[j]
+            # A column just dropped sits on the boundary it left (correlation
+            # = sign * alpha); within one linear piece it can only come back
+            # on the other side, so its root at t = 0 on the old side is skipped.
+            if sj < 1.0 and not (j == dropped and sign[j] > 0):
+                t = (alpha - gj) / (1.0 - sj)
+                if t < t_next:
+                    t_next = t
+                    event = _EVENT_ENTER
+                    who = j
+            if sj > -1.0 and not (j == dropped and sign[j] < 0):
+                t = (alpha + gj) / (1.0 + sj)
+                if t < t_next:
+                    t_next = t
+                    event = _EVENT_ENTER
+                    who = j
+        for r in range(n_active):
+            k = active[r]
+            if beta[k] * direction[r] < 0.0:
+                t = -beta[k] / direction[r]
+                if t < t_next:
+                    t_next = t
+                    event = _EVENT_DROP
+                    who = r
+        if t_next < 0.0:
+            t_next = 0.0  # rounding on a tie: the event is happening now
+
+        # Grid alphas inside this linear piece are exact interpolations.
+        new_alpha = alpha - t_next
+        while grid < n_stop and (event == _EVENT_END or alphas[grid] >= new_alpha):
+            h = alpha - alphas[grid]
+            coefs[grid, :] = 0.0
+            for r in range(n_active):
+                k = active[r]
+                coefs[grid, k] = beta[k] + h * direction[r]
+            grid += 1
+        if event == _EVENT_END:
+            break
+
+        for r in range(n_active):
+            beta[active[r]] += t_next * direction[r]
+        for j in range(p):
+            grad[j] -= t_next * slope[j]
+        alpha = new_alpha
+        steps += 1
+
+        entering = -1
+        dropped = -1
+        if event == _EVENT_ENTER:
+            entering = who
+        else:
+            k = active[who]
+            beta[k] = 0.0
+            is_active[k] = False
+            dropped = k
+            _cholesky_delete(chol, active, n_active, who)
+            n_active -= 1
+            # Re-solve chol z = sign[A] after the rotation of the factor.
+            for r in range(n_active):
+                acc = sign[active[r]]
+                for c in range(r):
+                    acc -= chol[r, c] * z[c]
+                z[r] = acc / chol[r, r]
+
+        if steps >= max_steps:
+            while grid < n_stop:
+                coefs[grid, :] = beta
+                grid += 1
+            break
+    return steps
+
+
+@_compiled
+def _cholesky_delete(chol: np.ndarray, active: np.ndarray, n_active: int, pos: int) -> None:
+    """Remove position ``pos`` from the active set and its Cholesky factor in place.
+
+    Deleting row ``pos`` of the lower factor leaves a lower-Hessenberg block;
+    Givens rotations on column pairs restore the triangle in O(n_active^2).
+    """
+    for r in range(pos, n_active - 1):
+        active[r] = active[r + 1]
+        for c in range(r + 2):
+            chol[r, c] = chol[r + 1, c]
+    for c in range(n_active):
+        chol[n_active - 1, c] = 0.0
+    for r in range(pos, n_active - 1):
+        a = chol[r, r]
+        b = chol[r, r + 1]
+        rad = np.hypot(a, b)
+        if rad == 0.0:
+            continue
+        cos = a / rad
+        sin = b / rad
+        for k in range(r, n_active - 1):
+            x = chol[k, r]
+            y = chol[k, r + 1]
+            chol[k, r] = cos * x + sin * y
+            chol[k, r + 1] = -sin * x + cos * y
+        chol[r, r + 1] = 0.0
+
+
+@_compiled
+def _centred_problem(
+    H: np.ndarray, scale: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, float, np.ndarray, float, float, np.ndarray]:
+    """Normalised centred problem (P) from an augmented Gram ``H``.
+
+    Parameters
+    ----------
+    H : ndarray of shape (p + 2, p + 2)
+        Augmented Gram of the problem's rows (see the module docstring).
+    scale : ndarray of shape (p,)
+        Second moment of every column about the shifted origin over all rows
+        of the bootstrap (``H_total[j, j] / H_total[p, p]``), the reference for
+        deciding that a column is constant.
+
+    Returns
+    -------
+    Q : ndarray of shape (p, p)
+    q : ndarray of shape (p,)
+    yy : float
+        Weighted variance of y.
+    xbar : ndarray of shape (p,)
+        Weighted column means (shifted coordinates).
+    ybar : float
+    weight : float
+        Total weight.
+    usable : ndarray of shape (p,) of bool
+    """
+    p = H.shape[0] - 2
+    weight = H[p, p]
+    xbar = H[:p, p] / weight
+    ybar = H[p, p + 1] / weight
+    Q = np.empty((p, p))
+    q = np.empty(p)
+    usable = np.empty(p, dtype=np.bool_)
+    for j in range(p):
+        for k in range(p):
+            Q[j, k] = H[j, k] / weight - xbar[j] * xbar[k]
+        q[j] = H[j, p + 1] / weight - xbar[j] * ybar
+        usable[j] = Q[j, j] > _CONSTANT_COLUMN * scale[j]
+    yy = H[p + 1, p + 1] / weight - ybar * ybar
+    return Q, q, yy, xbar, ybar, weight, usable
+
+
+@_compiled
+def _test_mse(
+    coefs: np.ndarray,
+    H_test: np.ndarray,
+    xbar: np.ndarray,
+    ybar: float,
+) -> np.ndarray:
+    """Weighted test MSE of every grid model fitted on the training rows.
+
+    The prediction of a model is ``ybar + (x - xbar)' beta`` with the training
+    means, so the test residual sum of squares is a quadratic form in beta of
+    the test statistics re-centred at the training means.
+
+    Parameters
+    ----------
+    coefs : ndarray of shape (n_alphas, p)
+    H_test : ndarray of shape (p + 2, p + 2)
+        Augmented Gram of the test rows.
+    xbar : ndarray of shape (p,)
+    ybar : float
+        Training means (shifted coordinates).
+
+    Returns
+    -------
+    ndarray of shape (n_alphas,)
+    """
+    p = coefs.shape[1]
+    n_alphas = coefs.shape[0]
+    weight = H_test[p, p]
+    s = H_test[:p, p]
+    sy = H_test[p, p + 1]
+    # Test statistics about the training means.
+    G = np.empty((p, p))
+    c = np.empty(p)
+    for j in range(p):
+        for k in range(p):
+            G[j, k] = H_test[j, k] - s[j] * xbar[k] - xbar[j] * s[k] + weight * xbar[j] * xbar[k]
+        c[j] = H_test[j, p + 1] - s[j] * ybar - xbar[j] * sy + weight * xbar[j] * ybar
+    yy = H_test[p + 1, p + 1] - 2.0 * ybar * sy + weight * ybar * ybar
+    out = np.empty(n_alphas)
+    Gb = np.empty(p)
+    for a in range(n_alphas):
+        beta = coefs[a]
+        # rss = yy - 2 c'beta + beta'G beta, with G beta accumulated from the
+        # rows of the non-zero coefficients only (contiguous, vectorised).
+        Gb[:] = 0.0
+        rss = yy
+        for j in range(p):
+            bj = beta[j]
+            if bj != 0.0:
+                rss -= 2.0 * c[j] * bj
+                Grow = G[j]
+                for m in range(p):
+                    Gb[m] += bj * Grow[m]
+        for j in range(p):
+            rss += beta[j] * Gb[j]
+        out[a] = rss / weight
+    return out
+
+
+@_compiled
+def _solve_block(
+    H: np.ndarray,
+    grids: np.ndarray,
+    max_steps: int,
+    coef: np.ndarray,
+    best: np.ndarray,
+    cv_mse: np.ndarray,
+    n_iter: np.ndarray,
+    r2: np.ndarray,
+    xbar: np.ndarray,
+    ybar: np.ndarray,
+) -> None:
+    """Cross-validated lasso of every bootstrap of a block, from its statistics.
+
+    Parameters
+    ----------
+    H : ndarray of shape (k, n_folds, p + 2, p + 2)
+        Augmented Gram of the test rows of each fold, per bootstrap.
+    grids : ndarray of shape (k, n_alphas)
+        Alpha grid of each bootstrap (decreasing).
+    max_steps : int
+        Cap on homotopy steps per path.
+    coef : ndarray of shape (k, p)
+        Output: refit coefficients at the chosen alpha.
+    best : ndarray of shape (k,) of int
+        Output: index of the chosen alpha in the grid.
+    cv_mse : ndarray of shape (k,)
+        Output: mean over folds of the weighted test MSE at the chosen alpha.
+    n_iter : ndarray of shape (k,) of int
+        Output: homotopy steps of the refit path down to the chosen alpha.
+    r2 : ndarray of shape (k,)
+        Output: weighted in-sample R^2 of the refit.
+    xbar : ndarray of shape (k, p)
+        Output: weighted column means over all rows (shifted coordinates).
+    ybar : ndarray of shape (k,)
+        Output: weighted mean of y (shifted coordinates).
+    """
+    k, n_folds = H.shape[0], H.shape[1]
+    p = H.shape[2] - 2
+    n_alphas = grids.shape[1]
+    coefs = np.empty((n_alphas, p))
+    for b in range(k):
+        total = H[b, 0].copy()
+        for f in range(1, n_folds):
+            total += H[b, f]
+        scale = np.empty(p)
+        for j in range(p):
+            scale[j] = total[j, j] / total[p, p]
+        alphas = grids[b]
+
+        mse_sum = np.zeros(n_alphas)
+        n_used = 0
+        for f in range(n_folds):
+            test = H[b, f]
+            if test[p, p] <= 0.0 or total[p, p] - test[p, p] <= 0.0:
+                continue  # a fold without test (or training) weight has no MSE
+            Q, q, _, xb, yb, _, usable = _centred_problem(total - test, scale)
+            _homotopy(Q, q, usable, alphas, n_alphas, max_steps, coefs)
+            mse_sum += _test_mse(coefs, test, xb, yb)
+            n_used += 1
+
+        # First minimum of the mean MSE, like numpy.argmin in LassoCV.
+        i_best = 0
+        for a in range(1, n_alphas):
+            if mse_sum[a] < mse_sum[i_best]:
+                i_best = a
+        best[b] = i_best
+        cv_mse[b] = mse_sum[i_best] / n_used if n_used > 0 else np.nan
+
+        Q, q, yy, xb, yb, _, usable = _centred_problem(total, scale)
+        n_iter[b] = _homotopy(Q, q, usable, alphas, i_best + 1, max_steps, coefs)
+        beta = coefs[i_best]
+        coef[b] = beta
+        xbar[b] = xb
+        ybar[b] = yb
+
+        # Weighted residual variance: yy - 2 q'beta + beta'Q beta.
+        rss = yy
+        for j in range(p):
+            if beta[j] != 0.0:
+                acc = -2.0 * q[j]
+                for m in range(p):
+                    acc += Q[j, m] * beta[m]
+                rss += beta[j] * acc
+        # A constant y (variance at rounding level): the constant prediction is
+        # exact, scored like scikit-learn scores a perfect prediction.
+        if yy <= _CONSTANT_COLUMN * total[p + 1, p + 1] / total[p, p]:
+            r2[b] = 1.0
+        else:
+            r2[b] = 1.0 - max(rss, 0.0) / yy
+
+
+@_compiled
+def _gather_scaled(
+    A: np.ndarray, weights: np.ndarray, labels: np.ndarray, n_folds: int, out: np.ndarray
+) -> np.ndarray:
+    """Copy the rows of non-zero weight, scaled by sqrt(weight), grouped by fold.
+
+    Parameters
+    ----------
+    A : ndarray of shape (n_samples, m)
+        Augmented columns.
+    weights : ndarray of shape (n_samples,)
+    labels : ndarray of shape (n_samples,)
+        Test-fold label of every row.
+    n_folds : int
+    out : ndarray of shape (n_samples, m)
+        Work buffer; its first ``counts.sum()`` rows are overwritten, fold 0's
+        rows first, then fold 1's, and so on, each in row order.
+
+    Returns
+    -------
+    counts : ndarray of shape (n_folds,) of int
+        Number of rows of non-zero weight in each fold.
+    """
+    n, m = A.shape
+    counts = np.zeros(n_folds, dtype=np.int64)
+    for i in range(n):
+        if weights[i] != 0.0:
+            counts[labels[i]] += 1
+    position = np.zeros(n_folds, dtype=np.int64)
+    for f in range(1, n_folds):
+        position[f] = position[f - 1] + counts[f - 1]
+    for i in range(n):
+        w = weights[i]
+        if w != 0.0:
+            f = labels[i]
+            r = position[f]
+            position[f] += 1
+            s = np.sqrt(w)
+            for j in range(m):
+                out[r, j] = A[i, j] * s
+    return counts

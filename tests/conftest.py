@@ -78,6 +78,7 @@ class RemoteCluster:
 
     def __init__(self, directory: Path, n_workers: int = 2, nanny: bool = True) -> None:
         self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
         self.nanny = nanny
         port = _free_port()
         self.address = f"tcp://127.0.0.1:{port}"

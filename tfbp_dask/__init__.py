@@ -6,7 +6,7 @@ objects. Driver scripts that start a local cluster need the
 """
 
 from ._version import __version__
-from .api import BatchEntry, RunOutcome, run, run_many
+from .api import BatchEntry, RunOutcome, resume, run, run_many
 from .config import WorkflowConfig
 from .workflow import StageResult, WorkflowResult
 
@@ -17,6 +17,7 @@ __all__ = [
     "WorkflowConfig",
     "WorkflowResult",
     "__version__",
+    "resume",
     "run",
     "run_many",
 ]

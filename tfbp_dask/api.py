@@ -24,10 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import WorkflowConfig
+from .engines import BootstrapFits
 from .errors import InputError
 from .execution import Executor
 from .inputs import ModelingData, prepare_modeling_data, read_blacklist, read_table
-from .outputs import RunDirectory, timestamp_now, write_table
+from .outputs import PARTIAL_SUFFIX, RunDirectory, read_manifest, timestamp_now, write_table
 from .workflow import TOPN_SEED_OFFSET, WorkflowResult, choose_seed, run_workflow
 
 if TYPE_CHECKING:
@@ -78,6 +79,12 @@ class _Listener:
     def progress(self, stage: str, done: int, total: int) -> None:
         if self.hook is not None:
             self.hook(self.tf, stage, done, total)
+
+    def completed(self, label: str) -> BootstrapFits | None:
+        return self.run_dir.load_chunks(label)
+
+    def chunk_done(self, label: str, fits: BootstrapFits) -> None:
+        self.run_dir.save_chunk(label, fits)
 
     def stage_done(self, result: WorkflowResult, stage: str) -> None:
         self.latest = result
@@ -184,7 +191,8 @@ def run_many(
     with _connect(first, client) as executor:
         limit = max_concurrent_tfs or max(2, 2 * executor.n_workers)
         done = 0
-        with ThreadPoolExecutor(max_workers=limit, thread_name_prefix="tfbp-tf") as pool:
+        pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="tfbp-tf")
+        try:
             futures = {}
             for index, (config, data) in enumerate(zip(configs, prepared)):
                 if isinstance(data, InputError):
@@ -207,6 +215,13 @@ def run_many(
                 )
                 if tfs_progress is not None:
                     tfs_progress(done, len(configs))
+        except BaseException:
+            # Interrupted: TFs not started stay unstarted, running ones stop at
+            # their next chunk and keep their .partial directories.
+            executor.stop()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
     finished = [entry for entry in entries if entry is not None]
     _write_batch_table(first.output_dir, started, finished)
     return finished
@@ -328,15 +343,26 @@ def _connect(config: WorkflowConfig, client: Client | None) -> Executor:
 
 
 def _run_loaded(
-    config: WorkflowConfig, data: ModelingData, executor: Executor, progress: ProgressHook | None
+    config: WorkflowConfig,
+    data: ModelingData,
+    executor: Executor,
+    progress: ProgressHook | None,
+    resume_from: Path | None = None,
 ) -> RunOutcome:
     started = time.perf_counter()
-    run_dir = RunDirectory(config.output_dir, config.perturbed_tf, config.output_suffix)
+    if resume_from is None:
+        run_dir = RunDirectory(config.output_dir, config.perturbed_tf, config.output_suffix)
+        seed = choose_seed(config.random_state)
+        run_dir.save_manifest(_manifest(config, seed))
+    else:
+        run_dir = RunDirectory.reopen(resume_from)
+        seed = _check_resumable(resume_from, config)
     handler = _attach_log(run_dir.log_path)
-    seed = choose_seed(config.random_state)
     result = WorkflowResult(config=config, data=data, seed=seed, stage1_terms=[])
     listener = _Listener(run_dir, data.perturbed_tf, progress)
     try:
+        if resume_from is not None:
+            logger.info("resuming %s: only bootstraps not checkpointed are fitted", resume_from)
         logger.info("run directory %s (written as %s)", run_dir.final_path, run_dir.path.name)
         logger.info("%s: feature counts %s", data.perturbed_tf, data.feature_counts)
         for message in data.warnings:
@@ -347,9 +373,10 @@ def _run_loaded(
         run_dir.write_summary(_summary(config, result, executor, time.perf_counter() - started))
     except BaseException as error:
         logger.error(
-            "run failed (%s: %s); partial results kept in %s",
+            "run failed (%s: %s); partial results kept in %s (continue it with --resume %s)",
             type(error).__name__,
             error,
+            run_dir.path,
             run_dir.path,
         )
         result = listener.latest or result
@@ -361,6 +388,81 @@ def _run_loaded(
         raise
     _detach_log(handler)
     return RunOutcome(run_dir.finish(), result)
+
+
+def resume(
+    partial_dir: Path,
+    config: WorkflowConfig,
+    client: Client | None = None,
+    progress: ProgressHook | None = None,
+) -> RunOutcome:
+    """Finish an interrupted run from its ``.partial`` directory.
+
+    Only bootstraps without a checkpoint are fitted; the outputs are the same,
+    byte for byte, as those of an uninterrupted run.
+
+    Raises
+    ------
+    InputError
+        ``partial_dir`` is not an interrupted run, or its inputs' sha256 or an
+        option that changes numbers differs from ``config``.
+    """
+    config.validate()
+    partial_dir = Path(partial_dir)
+    _check_resumable(partial_dir, config)
+    data = _prepare(config, _InputCache())
+    with _connect(config, client) as executor:
+        return _run_loaded(config, data, executor, progress, resume_from=partial_dir)
+
+
+def interrupted_tf(partial_dir: Path) -> str:
+    """The perturbed TF of an interrupted run (from its manifest)."""
+    manifest = read_manifest(Path(partial_dir))
+    if manifest is None:
+        raise InputError(
+            f"--resume {partial_dir}: not the .partial directory of an interrupted run"
+        )
+    return str(manifest["perturbed_tf"])
+
+
+def _manifest(config: WorkflowConfig, seed: int) -> dict[str, Any]:
+    inputs = {
+        "response_file": _file_record(config.response_file),
+        "predictors_file": _file_record(config.predictors_file),
+        "blacklist_file": _file_record(config.blacklist_file),
+    }
+    return {
+        "perturbed_tf": config.perturbed_tf,
+        "seed": seed,
+        "input_sha256": {k: v["sha256"] if v else None for k, v in inputs.items()},
+        "options": config.numeric_options(),
+    }
+
+
+def _check_resumable(partial_dir: Path, config: WorkflowConfig) -> int:
+    """The seed of the interrupted run, once its inputs and options match ``config``."""
+    manifest = read_manifest(partial_dir)
+    if not partial_dir.name.endswith(PARTIAL_SUFFIX) or manifest is None:
+        raise InputError(
+            f"--resume {partial_dir}: not the .partial directory of an interrupted run"
+        )
+    current = _manifest(config, manifest["seed"])
+    if config.random_state in (None, manifest["seed"]):  # a drawn seed is reused
+        current["options"]["random_state"] = manifest["options"]["random_state"]
+    differences = [
+        key
+        for section in ("input_sha256", "options")
+        for key in sorted(set(manifest[section]) | set(current[section]))
+        if manifest[section].get(key) != current[section].get(key)
+    ]
+    if manifest["perturbed_tf"] != config.perturbed_tf:
+        differences.insert(0, "perturbed_tf")
+    if differences:
+        raise InputError(
+            f"--resume {partial_dir}: the run used other inputs or options; differs in: "
+            + ", ".join(differences)
+        )
+    return int(manifest["seed"])
 
 
 def _attach_log(path: Path) -> logging.Handler:

@@ -8,7 +8,9 @@ nothing itself.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
@@ -22,6 +24,11 @@ from .errors import ClusterUnavailable, InputError
 EXIT_BAD_INPUT = 2
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
+INTERRUPTED_MESSAGE = (
+    "interrupted ({signal}); finished chunks are kept in the run's .partial directory "
+    "(see the log) and --resume continues it"
+)
 
 app = typer.Typer(
     name="tfbp-dask",
@@ -305,6 +312,14 @@ def linear_perturbation_binding_modeling(
             rich_help_panel=SYSTEM,
         ),
     ] = None,
+    resume: Annotated[
+        Path | None,
+        typer.Option(
+            "--resume",
+            help="Finish an interrupted run: its .partial directory (same inputs and options).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
     log_level: Annotated[
         str,
         typer.Option(
@@ -317,9 +332,12 @@ def linear_perturbation_binding_modeling(
 ) -> None:
     """Run the four-stage bootstrap LassoCV workflow for one perturbed TF (or a batch)."""
     _configure_console_logging(log_level)
-    from .api import available_tfs, run, run_many
+    from .api import available_tfs, interrupted_tf, run, run_many
+    from .api import resume as resume_run
     from .progress import ProgressDisplay
 
+    if resume is not None and perturbed_tf is None and perturbed_tfs_file is None:
+        perturbed_tf = interrupted_tf(resume)
     tfs = _perturbed_tfs(perturbed_tf, perturbed_tfs_file)
     config = WorkflowConfig(
         response_file=response_file,
@@ -360,9 +378,15 @@ def linear_perturbation_binding_modeling(
             raise InputError(
                 f"--perturbed_tf all: no column is shared by {response_file} and {predictors_file}"
             )
+    if resume is not None and (len(tfs) != 1 or perturbed_tfs_file is not None):
+        raise OptionError("--resume continues one TF's run: give its .partial directory alone")
     if len(tfs) == 1 and perturbed_tfs_file is None:
+        single = replace(config, perturbed_tf=tfs[0])
         with ProgressDisplay(sys.stderr) as display:
-            outcome = run(replace(config, perturbed_tf=tfs[0]), progress=display.update)
+            if resume is not None:
+                outcome = resume_run(resume, single, progress=display.update)
+            else:
+                outcome = run(single, progress=display.update)
         typer.echo(f"{tfs[0]}: {outcome.outcome}; results in {outcome.run_dir}")
         return
     configs = [replace(config, perturbed_tf=tf) for tf in tfs]
@@ -421,14 +445,26 @@ def _configure_console_logging(level_name: str) -> None:
     logging.getLogger("bokeh").setLevel(logging.ERROR)
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: stop like Ctrl-C, keep the partial results, exit 143."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: one line on stderr and exit 2 for any bad option or input."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         status = app(args=argv, standalone_mode=False, prog_name="tfbp-dask")
     except (OptionError, InputError, ClusterUnavailable) as error:
         _fail(str(error), EXIT_BAD_INPUT)
     except (typer.Abort, KeyboardInterrupt):
-        _fail("interrupted", EXIT_INTERRUPTED)
+        _fail(INTERRUPTED_MESSAGE.format(signal="SIGINT"), EXIT_INTERRUPTED)
+    except Terminated:
+        _fail(INTERRUPTED_MESSAGE.format(signal="SIGTERM"), EXIT_TERMINATED)
     except TyperException as error:  # typer's own usage errors (bad int, unknown flag …)
         message = error.format_message() if hasattr(error, "format_message") else str(error)
         _fail(" ".join(message.split()), getattr(error, "exit_code", EXIT_BAD_INPUT))

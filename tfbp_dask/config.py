@@ -19,6 +19,15 @@ DEFAULT_OUTPUT_DIR = Path("./linear_perturbation_binding_modeling_results")
 EXCLUDE_ALL = "exclude_all"
 
 
+NUMERIC_OPTIONS = (
+    "perturbed_tf", "n_bootstraps", "random_state", "top_n", "normalize_sample_weights",
+    "scale_by_std", "row_max", "squared_pTF", "cubic_pTF", "ptf_main_effect",
+    "exclude_interactor_variables", "add_model_variables", "bins", "all_data_ci_level",
+    "topn_ci_level", "max_iter", "iterative_dropout", "stabilization_ci_start",
+    "stabilization_ci_step", "stage4_lasso", "stage4_topn", "engine",
+)  # fmt: skip
+
+
 class OptionError(ValueError):
     """An option value out of range; str(err) is one line naming the option."""
 
@@ -126,6 +135,11 @@ class WorkflowConfig:
     def exclude_all_interactors(self) -> bool:
         """True when ``--exclude_interactor_variables exclude_all`` was given."""
         return EXCLUDE_ALL in self.exclude_interactor_variables
+
+    def numeric_options(self) -> dict[str, Any]:
+        """The options that change the numbers (a resumed run must match them)."""
+        record = self.options_record()
+        return {name: record[name] for name in NUMERIC_OPTIONS}
 
     def options_record(self) -> dict[str, Any]:
         """Every option as plain JSON-ready values (for ``data_summary.json``)."""

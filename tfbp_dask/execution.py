@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import socket
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from threadpoolctl import threadpool_limits
 from ._version import __version__
 from .engines import BootstrapFits, LassoParams, get_engine
 from .errors import ClusterUnavailable
-from .resampling import bootstrap_test_folds
+from .resampling import bootstrap_test_folds, draws_to_weights
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +39,11 @@ DASHBOARD_PORT = 8787
 
 
 class StageFailure(RuntimeError):
-    """A chunk of bootstrap fits failed after its retries."""
+    """A chunk of bootstrap fits failed after its retries, or the run was stopped."""
+
+
+class SchedulerLost(StageFailure):
+    """The connection to the scheduler was lost in the middle of a stage."""
 
 
 def _fit_chunk(
@@ -55,6 +60,11 @@ def _fit_chunk(
     The folds of bootstrap b are fixed by b and the classes (SPEC §4), so they
     are rebuilt here rather than shipped; the random draws arrive as weights.
     """
+    # Fresh copies: arrays unpickled from the network sit at arbitrary byte
+    # offsets, and BLAS kernels round differently with alignment; a new
+    # allocation gives the same layout in every process, so the same bits.
+    X = np.array(X, order="K", copy=True)
+    y = np.array(y, copy=True)
     with threadpool_limits(limits=1):
         test_folds = bootstrap_test_folds(classes, bootstrap)
         return get_engine(engine)(X, y, bootstrap, weights, test_folds, params)
@@ -106,6 +116,9 @@ class Executor:
     owns_client: bool
     cluster: LocalCluster | None = None
     _closed: bool = field(default=False, repr=False)
+    _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _in_flight: set = field(default_factory=set, repr=False)
 
     @classmethod
     def connect(
@@ -168,6 +181,9 @@ class Executor:
             threads_per_worker=1,
             processes=processes,
             dashboard_address=dashboard,
+            # Workers' own warnings (e.g. tasks cancelled while stopping) are
+            # Dask's business, not the user's: keep the console for our lines.
+            silence_logs=logging.ERROR,
         )
         executor = cls(client=Client(cluster), owns_client=True, cluster=cluster)
         logger.info(
@@ -216,14 +232,25 @@ class Executor:
 
     def describe(self) -> dict[str, Any]:
         """Address, workers and threads of the cluster (for ``data_summary.json``)."""
+        address = getattr(self.client.scheduler, "address", None)
+        if self.client.status != "running":
+            return {"address": address, "embedded": self.cluster is not None, "lost": True}
         workers = self.client.scheduler_info(n_workers=-1)["workers"]
         return {
-            "address": self.client.scheduler.address,
+            "address": address,
             "embedded": self.cluster is not None,
             "workers": len(workers),
             "threads": int(sum(w.get("nthreads", 0) for w in workers.values())),
             "dashboard": self.client.dashboard_link,
         }
+
+    def stop(self) -> None:
+        """Cancel every chunk in flight (on an interrupt); running stages then fail."""
+        self._stopping.set()
+        with self._lock:
+            pending = list(self._in_flight)
+        if pending:
+            self.client.cancel(pending)
 
     def fit_bootstraps(
         self,
@@ -231,11 +258,14 @@ class Executor:
         engine: str,
         X: np.ndarray,
         y: np.ndarray,
-        weights: np.ndarray,
+        draws: np.ndarray,
+        normalize_weights: bool,
         classes: np.ndarray,
         params: LassoParams,
         chunk_size: int | None = None,
         progress: ProgressCallback | None = None,
+        completed: BootstrapFits | None = None,
+        on_chunk: Callable[[BootstrapFits], None] | None = None,
     ) -> BootstrapFits:
         """Fit every bootstrap of a stage on the cluster.
 
@@ -247,7 +277,12 @@ class Executor:
             Engine name (``sklearn``, ``gram``).
         X : ndarray of shape (n_samples, n_terms)
         y : ndarray of shape (n_samples,)
-        weights : ndarray of shape (n_bootstraps, n_samples)
+        draws : ndarray of shape (n_bootstraps, n_samples)
+            Row positions drawn for each bootstrap; a chunk's weights are made
+            from them just before it is submitted (the full weight matrix is
+            never held).
+        normalize_weights : bool
+            Scale each bootstrap's weights to sum to 1.
         classes : ndarray of shape (n_samples,)
             Stratification classes; bootstrap b's folds come from them and b.
         params : LassoParams
@@ -255,52 +290,96 @@ class Executor:
             Bootstraps per task; by default about four tasks per worker.
         progress : callable, optional
             Told the number of bootstraps done after every finished chunk.
+        completed : BootstrapFits, optional
+            Bootstraps already fitted (a resumed run); only the others are fitted.
+        on_chunk : callable, optional
+            Given every newly fitted chunk as it arrives (to checkpoint it).
 
         Returns
         -------
         BootstrapFits
             Ordered by bootstrap index, whatever the chunking or arrival order.
+
+        Raises
+        ------
+        StageFailure
+            A chunk failed after its retries, or the run was stopped.
+        SchedulerLost
+            The connection to the scheduler was lost.
         """
-        n_bootstraps = weights.shape[0]
+        n_bootstraps = draws.shape[0]
+        parts = [completed] if completed is not None and len(completed.bootstrap) else []
+        already = set() if not parts else set(completed.bootstrap.tolist())
+        missing = np.array([b for b in range(n_bootstraps) if b not in already], dtype=np.int64)
+        done = n_bootstraps - len(missing)
+        if progress is not None and done:
+            progress(done, n_bootstraps)
+        if len(missing) == 0:
+            return BootstrapFits.concatenate(parts)
         chunk = chunk_size or default_chunk_size(n_bootstraps, max(1, self.n_workers))
         token = uuid.uuid4().hex[:12]
         X_future, y_future, classes_future = self.client.scatter(
             [X, y, classes], broadcast=True, hash=False
         )
         futures = {}
-        for start in range(0, n_bootstraps, chunk):
-            stop = min(start + chunk, n_bootstraps)
+        for ids in _chunks(missing, chunk):
+            weights = draws_to_weights(draws[ids], normalize=normalize_weights)
             future = self.client.submit(
                 _fit_chunk,
                 engine,
                 X_future,
                 y_future,
                 classes_future,
-                np.arange(start, stop),
-                weights[start:stop],
+                ids,
+                weights,
                 params,
-                key=f"tfbp-fit-{label}-{token}-{start}",
+                key=f"tfbp-fit-{label}-{token}-{ids[0]}",
                 retries=TASK_RETRIES,
             )
-            futures[future] = (start, stop)
-        parts: list[BootstrapFits] = []
-        done = 0
+            futures[future] = ids
+        with self._lock:
+            self._in_flight.update(futures)
         try:
             for future in as_completed(futures):
-                start, stop = futures[future]
+                ids = futures[future]
                 try:
-                    parts.append(future.result())
+                    part = future.result()
                 except Exception as error:
-                    raise StageFailure(
-                        f"{label}: bootstraps {start}-{stop - 1} failed after "
-                        f"{TASK_RETRIES} retries: {type(error).__name__}: {error}"
-                    ) from error
-                done += stop - start
+                    raise self._failure(label, ids, error) from error
+                parts.append(part)
+                if on_chunk is not None:
+                    on_chunk(part)
+                done += len(ids)
                 if progress is not None:
                     progress(done, n_bootstraps)
         finally:
+            with self._lock:
+                self._in_flight.difference_update(futures)
             for future in futures:
                 future.release()
             for future in (X_future, y_future, classes_future):
                 future.release()
         return BootstrapFits.concatenate(parts)
+
+    def _failure(self, label: str, ids: np.ndarray, error: BaseException) -> Exception:
+        """The exception that says why a chunk came back without results."""
+        if self._stopping.is_set():
+            return StageFailure(f"{label}: stopped before bootstraps {ids[0]}-{ids[-1]} were done")
+        if self.client.status != "running":
+            return SchedulerLost(
+                f"lost the connection to the Dask scheduler during {label} "
+                f"(bootstraps {ids[0]}-{ids[-1]} unfinished)"
+            )
+        return StageFailure(
+            f"{label}: bootstraps {ids[0]}-{ids[-1]} failed after {TASK_RETRIES} retries: "
+            f"{type(error).__name__}: {_one_line(error)}"
+        )
+
+
+def _chunks(ids: np.ndarray, size: int) -> list[np.ndarray]:
+    """Split sorted bootstrap ids into runs of consecutive ids, at most ``size`` long."""
+    breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+    chunks = []
+    for run in np.split(ids, breaks):
+        chunks += [run[start : start + size] for start in range(0, len(run), size)]
+    return chunks

@@ -152,8 +152,9 @@ def read_blacklist(path: Path) -> list[str]:
     Parameters
     ----------
     path : Path
-        A UTF-8 text file. Surrounding whitespace and blank lines are ignored; an empty file is
-        an empty blacklist.
+        A UTF-8 text file. Lines end at ``\n``, ``\r\n`` or ``\r`` (as in the tables, so that
+        any feature id can be listed); surrounding whitespace and blank lines are ignored; an
+        empty file is an empty blacklist.
 
     Returns
     -------
@@ -168,7 +169,9 @@ def read_blacklist(path: Path) -> list[str]:
     path = Path(path)
     label = f"blacklist file {path}"
     text = _decode(_read_bytes(path, label, allow_empty=True), label)
-    ids = dict.fromkeys(line.strip() for line in text.splitlines())
+    # Not str.splitlines(): it also splits at \x1c-\x1e, \x85, \u2028, … which may be part of
+    # an id in a table.
+    ids = dict.fromkeys(line.strip() for line in io.StringIO(text, newline=""))
     ids.pop("", None)
     return list(ids)
 
@@ -391,11 +394,13 @@ def load_inputs(
 
 
 def _read_bytes(path: Path, label: str, *, allow_empty: bool) -> bytes:
-    if path.is_dir():
-        raise _fail(label, "is a directory, not a file")
-    if not path.exists():
-        raise _fail(label, "does not exist")
+    # Even the checks can fail (a name too long for the file system, a parent directory that
+    # cannot be searched): every OSError is a file that cannot be read.
     try:
+        if path.is_dir():
+            raise _fail(label, "is a directory, not a file")
+        if not path.exists():
+            raise _fail(label, "does not exist")
         raw = path.read_bytes()
     except OSError as err:
         raise _fail(label, f"cannot be read ({err.strerror or err})") from err
@@ -528,6 +533,9 @@ def _parse_plain_body(body: str, n_columns: int, label: str) -> tuple[list[str],
             na_values={position: sorted(_NA_TOKENS) for position in range(1, n_columns)},
             skip_blank_lines=False,
             engine="c",
+            # Whole columns at once: in chunks, a long file whose column turns to text late
+            # gets a DtypeWarning (a stray multi-line warning on stderr) and mixed chunks.
+            low_memory=False,
         )
     except (ValueError, pd.errors.ParserError) as err:
         raise _fail(label, f"cannot be parsed as CSV ({_first_line(err)})") from err
@@ -549,13 +557,14 @@ def _parse_parquet(raw: bytes, label: str) -> pd.DataFrame:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(pa.BufferReader(raw))
-        duplicated = _duplicates([str(name).strip() for name in table.column_names])
+        # The names are checked before the table is read: pq.read_table() resolves columns by
+        # name and fails on a duplicate with a message that does not say so.
+        parquet_file = pq.ParquetFile(pa.BufferReader(raw))
+        duplicated = _duplicates([str(name).strip() for name in parquet_file.schema_arrow.names])
         if duplicated:
             raise _fail(label, f"duplicate column names: {_preview(duplicated)}")
-        frame = table.to_pandas()
-        # A table written from a frame with a meaningful index keeps the ids in the index.
-        if not isinstance(frame.index, pd.RangeIndex):
+        frame = parquet_file.read().to_pandas()
+        if _index_holds_ids(frame):
             frame = frame.reset_index()
     except InputError:
         raise
@@ -579,6 +588,26 @@ def _parse_parquet(raw: bytes, label: str) -> pd.DataFrame:
             else column.to_numpy(dtype=object)
         )
     return pd.DataFrame(data, index=pd.Index(ids, name=names[0]))
+
+
+def _index_holds_ids(frame: pd.DataFrame) -> bool:
+    """Whether a frame read from Parquet has its feature ids in its (pandas) index.
+
+    A table written from a frame with a meaningful index (``frame.set_index("gene_id")``)
+    keeps the ids there. Row numbers left over from sorting, sampling or filtering a frame
+    before ``to_parquet()`` are an unnamed integer index; when the first column holds text,
+    that column has the ids and the row numbers are dropped.
+    """
+    index = frame.index
+    if isinstance(index, pd.RangeIndex):
+        return False
+    return not (
+        index.nlevels == 1
+        and index.name is None
+        and pd.api.types.is_integer_dtype(index.dtype)
+        and frame.shape[1] > 0
+        and not _is_plain_numeric(frame.dtypes.iloc[0])
+    )
 
 
 def _one_column_problem(header: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,12 +20,16 @@ import numpy as np
 import pandas as pd
 
 from . import plots
+from .engines import BootstrapFits
 from .interactors import InteractorResult
 from .workflow import StageResult, WorkflowResult
 
 logger = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial"
+CHECKPOINT_DIR = "checkpoints"
+MANIFEST = "run_manifest.json"
+_FIT_COLUMNS = ("bootstrap", "intercept", "alpha", "cv_mse", "n_iter", "r2")
 STAGE_DIRS = {"all_data": "all_data_results", "topn": "topn_results"}
 STAGE_TITLES = {"all_data": "all data", "topn": "top-N"}
 
@@ -93,12 +98,28 @@ class RunDirectory:
         self.path.mkdir(parents=True)
         self.finished = False
 
+    @classmethod
+    def reopen(cls, partial_path: Path) -> RunDirectory:
+        """The ``.partial`` directory of an interrupted run, to finish it."""
+        partial_path = Path(partial_path)
+        run_dir = cls.__new__(cls)
+        final = partial_path.with_name(partial_path.name.removesuffix(PARTIAL_SUFFIX))
+        run_dir.final_path = final
+        run_dir.path = partial_path
+        run_dir.timestamp = _timestamp_of(final.name)
+        run_dir.finished = False
+        return run_dir
+
     @property
     def log_path(self) -> Path:
         return self.path / f"tfbpmodeling_{self.timestamp}.log"
 
     def finish(self) -> Path:
-        """Move the complete directory into place; return its final path."""
+        """Drop the checkpoints, move the complete directory into place; return its path."""
+        shutil.rmtree(self.path / CHECKPOINT_DIR, ignore_errors=True)
+        (self.path / MANIFEST).unlink(missing_ok=True)
+        if self.final_path.exists():
+            raise FileExistsError(f"{self.final_path} exists; a finished run is never replaced")
         os.replace(self.path, self.final_path)
         self.path = self.final_path
         self.finished = True
@@ -192,6 +213,59 @@ class RunDirectory:
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(summary, self.path / "input_data" / "data_summary.json")
+
+    # Checkpoints ---------------------------------------------------------------
+
+    def save_manifest(self, manifest: dict[str, Any]) -> None:
+        """What a resumed run must match (inputs' sha256, options, seed)."""
+        write_json(manifest, self.path / MANIFEST)
+
+    def save_chunk(self, label: str, fits: BootstrapFits) -> None:
+        """Persist one chunk of fitted bootstraps (Parquet, written atomically)."""
+        directory = self.path / CHECKPOINT_DIR / label
+        directory.mkdir(parents=True, exist_ok=True)
+        table = pd.DataFrame({name: getattr(fits, name) for name in _FIT_COLUMNS})
+        for j in range(fits.coef.shape[1]):
+            table[f"coef_{j}"] = fits.coef[:, j]
+        target = directory / f"b{fits.bootstrap[0]:06d}-{fits.bootstrap[-1]:06d}.parquet"
+        temporary = target.with_name(f".{target.name}.tmp")
+        table.to_parquet(temporary, index=False, engine="pyarrow")
+        os.replace(temporary, target)
+
+    def load_chunks(self, label: str) -> BootstrapFits | None:
+        """Every checkpointed bootstrap of ``label``, or None."""
+        directory = self.path / CHECKPOINT_DIR / label
+        files = sorted(directory.glob("b*.parquet")) if directory.is_dir() else []
+        if not files:
+            return None
+        parts = []
+        for path in files:
+            table = pd.read_parquet(path)
+            coef_columns = [c for c in table.columns if c.startswith("coef_")]
+            parts.append(
+                BootstrapFits(
+                    coef=table[coef_columns].to_numpy(dtype=float).reshape(len(table), -1),
+                    **{name: table[name].to_numpy() for name in _FIT_COLUMNS},
+                )
+            )
+        return BootstrapFits.concatenate(parts)
+
+
+def read_manifest(partial_path: Path) -> dict[str, Any] | None:
+    """The manifest of an interrupted run, or None when there is none."""
+    path = Path(partial_path) / MANIFEST
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text())
+
+
+def _timestamp_of(name: str) -> str:
+    """``TF1_suffix_20240115_143022[_2]`` -> ``20240115_143022``."""
+    parts = name.split("_")
+    for i in range(len(parts) - 1):
+        if len(parts[i]) == 8 and parts[i].isdigit() and len(parts[i + 1]) == 6:
+            return f"{parts[i]}_{parts[i + 1]}"
+    return timestamp_now()
 
 
 def _partial(path: Path) -> Path:

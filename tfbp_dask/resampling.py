@@ -102,10 +102,11 @@ def bootstrap_draws(n_samples: int, n_bootstraps: int, seed: int) -> np.ndarray:
 
     Returns
     -------
-    ndarray of shape (n_bootstraps, n_samples) of int
+    ndarray of shape (n_bootstraps, n_samples) of int32 (compact: a 5000-bootstrap
+    stage at 6000 rows holds 120 MB, not 240)
     """
     stream = np.random.RandomState(seed)
-    draws = np.empty((n_bootstraps, n_samples), dtype=np.int64)
+    draws = np.empty((n_bootstraps, n_samples), dtype=np.int32 if n_samples < 2**31 else np.int64)
     for b in range(n_bootstraps):
         draws[b] = stream.randint(0, n_samples, size=n_samples)
     return draws
@@ -117,6 +118,7 @@ def draws_to_weights(draws: np.ndarray, normalize: bool = False) -> np.ndarray:
     Parameters
     ----------
     draws : ndarray of shape (n_bootstraps, n_samples)
+    normalize : bool
 
     Returns
     -------

@@ -26,7 +26,6 @@ from .interactors import InteractorResult, evaluate_interactors
 from .resampling import (
     N_FOLDS,
     bootstrap_draws,
-    draws_to_weights,
     stratification_classes,
 )
 
@@ -45,11 +44,14 @@ class BootstrapFitter(Protocol):
         engine: str,
         X: np.ndarray,
         y: np.ndarray,
-        weights: np.ndarray,
+        draws: np.ndarray,
+        normalize_weights: bool,
         classes: np.ndarray,
         params: LassoParams,
         chunk_size: int | None = None,
         progress: Callable[[int, int], None] | None = None,
+        completed: BootstrapFits | None = None,
+        on_chunk: Callable[[BootstrapFits], None] | None = None,
     ) -> BootstrapFits: ...
 
 
@@ -124,9 +126,19 @@ class WorkflowResult:
 
 
 class StageListener(Protocol):
-    """Told about progress and about each finished stage (e.g. to write its files)."""
+    """Told about progress, fitted chunks and finished stages (to show, checkpoint, write).
+
+    ``completed(label)`` returns the bootstraps of a fit already checkpointed
+    (a resumed run) or None; ``chunk_done(label, fits)`` receives every newly
+    fitted chunk. Labels name a fit within the TF's run (``all_data``,
+    ``all_data-round2``, ``topn``).
+    """
 
     def progress(self, stage: str, done: int, total: int) -> None: ...
+
+    def completed(self, label: str) -> BootstrapFits | None: ...
+
+    def chunk_done(self, label: str, fits: BootstrapFits) -> None: ...
 
     def stage_done(self, result: WorkflowResult, stage: str) -> None: ...
 
@@ -256,7 +268,6 @@ def _bootstrap_stage(
     y = data.response.loc[rows].to_numpy(dtype=float)
     classes = stratification_classes(predictors[ptf].to_numpy(), config.bins)
     draws = bootstrap_draws(len(rows), config.n_bootstraps, seed)
-    weights = draws_to_weights(draws, config.normalize_sample_weights)
     params = LassoParams(max_iter=config.max_iter)
 
     def fit(current: Sequence[Term], label: str) -> BootstrapFits:
@@ -266,11 +277,14 @@ def _bootstrap_stage(
             config.engine,
             X,
             y,
-            weights,
+            draws,
+            config.normalize_sample_weights,
             classes,
             params,
             config.chunk_size,
-            lambda done, total: listener.progress(label, done, total),
+            progress=lambda done, total: listener.progress(label, done, total),
+            completed=listener.completed(label),
+            on_chunk=lambda part: listener.chunk_done(label, part),
         )
 
     current = list(terms)

@@ -1,0 +1,224 @@
+"""Interruptions, resume, worker and scheduler loss: nothing computed is lost or wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from conftest import RemoteCluster
+
+from tfbp_dask import WorkflowConfig, resume, run
+from tfbp_dask.errors import InputError
+from tfbp_dask.execution import SchedulerLost
+
+NUMERIC_FILES = (
+    "all_data_results/bootstrap_coefficients.csv",
+    "all_data_results/confidence_intervals.csv",
+    "all_data_results/model_statistics.csv",
+    "all_data_results/feature_importance.csv",
+    "topn_results/bootstrap_coefficients.csv",
+    "topn_results/confidence_intervals.csv",
+    "input_data/bootstrap_indices.csv",
+    "interactor_significance/significance_results.csv",
+    "interactor_significance/final_selection.csv",
+    "all_data_significant_98-0.json",
+)
+
+
+def _config(dataset, output_dir: Path, **options) -> WorkflowConfig:
+    _, response, predictors = dataset
+    base = dict(
+        response_file=response,
+        predictors_file=predictors,
+        perturbed_tf="TF01",
+        n_bootstraps=30,
+        random_state=4,
+        top_n=120,
+        chunk_size=5,
+        output_dir=output_dir,
+    )
+    base.update(options)
+    return WorkflowConfig(**base)
+
+
+def _assert_same_numbers(first: Path, second: Path) -> None:
+    for name in NUMERIC_FILES:
+        if (first / name).exists() or (second / name).exists():
+            assert (first / name).read_bytes() == (second / name).read_bytes(), name
+
+
+class _StopAfter:
+    """A progress hook that interrupts the run after ``chunks`` chunks of a stage."""
+
+    def __init__(self, stage: str, chunks: int) -> None:
+        self.stage, self.chunks, self.seen = stage, chunks, 0
+
+    def __call__(self, tf: str, stage: str, done: int, total: int) -> None:
+        if stage == self.stage:
+            self.seen += 1
+            if self.seen == self.chunks:
+                raise KeyboardInterrupt
+
+
+@pytest.mark.parametrize("stage", ["all_data", "topn"])
+def test_interrupted_run_resumes_to_identical_outputs(
+    tiny_dataset, tmp_path, client_two_workers, stage
+):
+    config = _config(tiny_dataset, tmp_path / "out")
+    reference = run(replace(config, output_dir=tmp_path / "reference"), client=client_two_workers)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, client=client_two_workers, progress=_StopAfter(stage, 2))
+    (partial,) = (tmp_path / "out").glob("*.partial")
+    checkpoints = list((partial / "checkpoints").rglob("*.parquet"))
+    assert len(checkpoints) >= 2  # finished chunks were kept
+    summary = json.loads((partial / "input_data" / "data_summary.json").read_text())
+    assert summary["outcome"].startswith("failed: KeyboardInterrupt")
+
+    fitted = []
+    outcome = resume(
+        partial, config, client=client_two_workers,
+        progress=lambda tf, stage, done, total: fitted.append((stage, done)),
+    )  # fmt: skip
+    assert outcome.run_dir == partial.with_name(partial.name.removesuffix(".partial"))
+    assert not partial.exists() and not (outcome.run_dir / "checkpoints").exists()
+    # Only what was missing was fitted: the first report already counts the kept chunks.
+    first_report = next(done for s, done in fitted if s == stage)
+    assert first_report >= 10
+    _assert_same_numbers(reference.run_dir, outcome.run_dir)
+
+
+def test_resume_refuses_other_options_or_inputs(tiny_dataset, tmp_path, client_two_workers):
+    config = _config(tiny_dataset, tmp_path / "out", random_state=None)
+    with pytest.raises(KeyboardInterrupt):
+        run(config, client=client_two_workers, progress=_StopAfter("all_data", 1))
+    (partial,) = (tmp_path / "out").glob("*.partial")
+    with pytest.raises(InputError, match="n_bootstraps"):
+        resume(partial, replace(config, n_bootstraps=31), client=client_two_workers)
+    with pytest.raises(InputError, match="engine"):
+        resume(partial, replace(config, engine="sklearn"), client=client_two_workers)
+    changed = tmp_path / "changed.csv"
+    changed.write_text(Path(config.response_file).read_text().replace("0.", "0.0", 1))
+    with pytest.raises(InputError, match="response_file"):
+        resume(partial, replace(config, response_file=changed), client=client_two_workers)
+    with pytest.raises(InputError, match="not the .partial directory"):
+        resume(tmp_path, config, client=client_two_workers)
+    # The seed drawn by the first run is reused: the resumed run is complete and valid.
+    outcome = resume(partial, config, client=client_two_workers)
+    seed = json.loads((outcome.run_dir / "input_data" / "data_summary.json").read_text())["seed"]
+    reference = run(
+        replace(config, random_state=seed, output_dir=tmp_path / "ref"), client=client_two_workers
+    )
+    _assert_same_numbers(reference.run_dir, outcome.run_dir)
+
+
+def _cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tfbp_dask", "linear_perturbation_binding_modeling", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+
+
+def _wait_for_checkpoint(output_dir: Path, process: subprocess.Popen, limit: float = 120) -> Path:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        found = list(output_dir.glob("*.partial/checkpoints/*/*.parquet"))
+        if found:
+            return next(output_dir.glob("*.partial"))
+        assert process.poll() is None, process.communicate()
+        time.sleep(0.1)
+    raise AssertionError("no checkpoint appeared")
+
+
+@pytest.mark.parametrize("signum, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_signals_stop_cleanly_and_the_cli_resumes(
+    small_dataset, tmp_path, client_two_workers, signum, status
+):
+    _, response, predictors = small_dataset
+    common = [
+        "--response_file", str(response), "--predictors_file", str(predictors),
+        "--perturbed_tf", "TF01", "--n_bootstraps", "80", "--random_state", "9",
+        "--engine", "sklearn", "--chunk_size", "4", "--n_cpus", "1",
+    ]  # fmt: skip
+    out = tmp_path / "out"
+    process = _cli(*common, "--output_dir", str(out))
+    partial = _wait_for_checkpoint(out, process)
+    process.send_signal(signum)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == status, stderr
+    assert "Traceback" not in stderr and "--resume" in stderr.splitlines()[-1]
+    assert partial.is_dir() and not list(out.glob("TF01_*[0-9]"))  # nothing looks finished
+    if signum != signal.SIGTERM:
+        return
+    resumed = _cli(*common, "--output_dir", str(out), "--resume", str(partial))
+    _, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr
+    reference = run(
+        WorkflowConfig(
+            response_file=response, predictors_file=predictors, perturbed_tf="TF01",
+            n_bootstraps=80, random_state=9, engine="sklearn", output_dir=tmp_path / "reference",
+        ),
+        client=client_two_workers,
+    )  # fmt: skip
+    _assert_same_numbers(
+        reference.run_dir, partial.with_name(partial.name.removesuffix(".partial"))
+    )
+
+
+def test_worker_killed_mid_stage_changes_nothing(tiny_dataset, tmp_path, client_two_workers):
+    cluster = RemoteCluster(tmp_path / "cluster", n_workers=3, nanny=False)
+    try:
+        config = _config(
+            tiny_dataset, tmp_path / "out", engine="sklearn", n_bootstraps=60, chunk_size=3,
+            scheduler_address=cluster.address,
+        )  # fmt: skip
+        killed = threading.Event()
+
+        def kill_a_worker(tf: str, stage: str, done: int, total: int) -> None:
+            if stage == "all_data" and done >= 9 and not killed.is_set():
+                killed.set()
+                cluster.workers[0].send_signal(signal.SIGKILL)
+
+        outcome = run(config, progress=kill_a_worker)
+        assert killed.is_set() and cluster.workers[0].wait(timeout=10) == -signal.SIGKILL
+        reference = run(
+            replace(config, scheduler_address=None, output_dir=tmp_path / "ref"),
+            client=client_two_workers,
+        )
+        _assert_same_numbers(reference.run_dir, outcome.run_dir)
+    finally:
+        cluster.stop()
+
+
+def test_scheduler_loss_ends_the_run_with_a_resumable_partial(tiny_dataset, tmp_path):
+    cluster = RemoteCluster(tmp_path / "cluster", n_workers=1)
+    try:
+        config = _config(
+            tiny_dataset, tmp_path / "out", engine="sklearn", n_bootstraps=200, chunk_size=2,
+            scheduler_address=cluster.address,
+        )  # fmt: skip
+        stopped_at = []
+
+        def kill_scheduler(tf: str, stage: str, done: int, total: int) -> None:
+            if not stopped_at:
+                stopped_at.append(time.monotonic())
+                cluster.scheduler.send_signal(signal.SIGKILL)
+
+        with pytest.raises(SchedulerLost, match="lost the connection"):
+            run(config, progress=kill_scheduler)
+        assert time.monotonic() - stopped_at[0] < 60
+        (partial,) = (tmp_path / "out").glob("*.partial")
+        assert list((partial / "checkpoints").rglob("*.parquet"))
+        assert (partial / "run_manifest.json").exists()
+    finally:
+        cluster.stop()

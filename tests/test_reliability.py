@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from conftest import RemoteCluster
 
-from tfbp_dask import WorkflowConfig, resume, run
+from tfbp_dask import WorkflowConfig, resume, run, run_many
 from tfbp_dask.errors import InputError
-from tfbp_dask.execution import SchedulerLost
+from tfbp_dask.execution import SchedulerLost, StageFailure
 
 NUMERIC_FILES = (
     "all_data_results/bootstrap_coefficients.csv",
@@ -222,3 +222,59 @@ def test_scheduler_loss_ends_the_run_with_a_resumable_partial(tiny_dataset, tmp_
         assert (partial / "run_manifest.json").exists()
     finally:
         cluster.stop()
+
+
+def test_interrupted_batch_resumes_tf_by_tf(tiny_dataset, tmp_path, client_two_workers):
+    base = _config(tiny_dataset, tmp_path / "batch")
+    configs = [replace(base, perturbed_tf=tf) for tf in ("TF01", "TF02", "TF03")]
+
+    def interrupt_tf02(tf: str, stage: str, done: int, total: int) -> None:
+        if tf == "TF02" and stage == "all_data" and done >= 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_many(configs, client=client_two_workers, progress=interrupt_tf02, max_concurrent_tfs=1)
+    names = sorted(path.name for path in (tmp_path / "batch").iterdir())
+    assert [n[:4] for n in names] == ["TF01", "TF02"] and names[1].endswith(".partial")
+
+    fitted = []
+    entries = run_many(
+        configs, client=client_two_workers, resume_batch=True,
+        progress=lambda tf, stage, done, total: fitted.append((tf, stage, done)),
+    )  # fmt: skip
+    status = {entry.perturbed_tf: entry.status for entry in entries}
+    assert status["TF01"] == "done earlier"
+    assert status["TF02"] != "failed" and status["TF03"] != "failed"
+    assert not [f for f in fitted if f[0] == "TF01"]  # nothing refitted for the finished TF
+    first_tf02 = next(done for tf, stage, done in fitted if tf == "TF02" and stage == "all_data")
+    assert first_tf02 >= 10  # its checkpointed chunks were kept
+    assert not list((tmp_path / "batch").glob("*.partial"))
+    single = run(
+        replace(base, perturbed_tf="TF02", output_dir=tmp_path / "single"),
+        client=client_two_workers,
+    )
+    _assert_same_numbers(single.run_dir, entries[1].run_dir)
+
+
+def test_a_task_that_keeps_failing_fails_the_run_clearly(
+    tiny_dataset, tmp_path, client_two_workers, monkeypatch
+):
+    import tfbp_dask.engines.sklearn as reference_engine
+
+    calls = []
+
+    def broken(X, y, bootstrap, weights, test_folds, params):
+        calls.append(int(bootstrap[0]))
+        raise FloatingPointError("diverged")
+
+    monkeypatch.setattr(reference_engine, "fit_bootstraps", broken)
+    config = _config(tiny_dataset, tmp_path / "out", engine="sklearn", n_bootstraps=10)
+    with pytest.raises(StageFailure) as failure:
+        run(config, client=client_two_workers)
+    message = str(failure.value)
+    assert "TF01-all_data" in message and "failed after 2 retries" in message
+    assert "FloatingPointError: diverged" in message and "bootstraps " in message
+    assert len(calls) >= 3  # the first try and two retries of the failing chunk
+    (partial,) = (tmp_path / "out").glob("*.partial")
+    summary = json.loads((partial / "input_data" / "data_summary.json").read_text())
+    assert summary["outcome"].startswith("failed: StageFailure")

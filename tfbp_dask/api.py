@@ -12,8 +12,10 @@ recorded without stopping the others.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import platform
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -140,6 +142,7 @@ def run_many(
     progress: ProgressHook | None = None,
     tfs_progress: BatchHook | None = None,
     max_concurrent_tfs: int | None = None,
+    resume_batch: bool = False,
 ) -> list[BatchEntry]:
     """Run several TFs concurrently on one cluster; one TF's failure spares the others.
 
@@ -157,6 +160,11 @@ def run_many(
     max_concurrent_tfs : int, optional
         TFs in flight at once (default: twice the workers, at least 2); bounds
         the client's memory for the bootstrap weights.
+    resume_batch : bool
+        Continue an interrupted batch TF by TF: in each config's ``output_dir``,
+        a TF with a finished run directory is not run again (its entry says
+        ``done earlier``), a TF with a ``.partial`` directory is resumed from
+        its checkpoints, and the others start afresh.
 
     Returns
     -------
@@ -199,7 +207,16 @@ def run_many(
                     entries[index] = _failed_entry(config.perturbed_tf, data, 0.0)
                     done += 1
                     continue
-                futures[pool.submit(_timed_run, config, data, executor, progress)] = index
+                earlier = _earlier_runs(config) if resume_batch else ([], [])
+                finished, partials = earlier
+                if finished:
+                    entries[index] = _earlier_entry(config.perturbed_tf, finished[-1])
+                    done += 1
+                    continue
+                resume_from = partials[-1] if partials else None
+                futures[pool.submit(_timed_run, config, data, executor, progress, resume_from)] = (
+                    index
+                )
             if tfs_progress is not None and done:
                 tfs_progress(done, len(configs))
             for future in as_completed(futures):
@@ -228,14 +245,23 @@ def run_many(
 
 
 def _timed_run(
-    config: WorkflowConfig, data: ModelingData, executor: Executor, progress: ProgressHook | None
+    config: WorkflowConfig,
+    data: ModelingData,
+    executor: Executor,
+    progress: ProgressHook | None,
+    resume_from: Path | None = None,
 ) -> BatchEntry:
     started = time.perf_counter()
+    if executor.stopping:
+        return _failed_entry(config.perturbed_tf, RuntimeError("batch interrupted"), 0.0)
     try:
-        outcome = _run_loaded(config, data, executor, progress)
+        outcome = _run_loaded(config, data, executor, progress, resume_from)
     except Exception as error:
         logger.error("%s failed: %s: %s", config.perturbed_tf, type(error).__name__, error)
         return _failed_entry(config.perturbed_tf, error, time.perf_counter() - started)
+    except BaseException:  # an interrupt inside this TF stops the whole batch
+        executor.stop()
+        raise
     result = outcome.result
     return BatchEntry(
         perturbed_tf=config.perturbed_tf,
@@ -253,6 +279,45 @@ def _timed_run(
         wall_seconds=time.perf_counter() - started,
         error="" if result.outcome == "completed" else result.outcome,
         outcome=outcome,
+    )
+
+
+_RUN_DIR_NAME = re.compile(r"_\d{8}_\d{6}(?:_\d+)?$")
+
+
+def _earlier_runs(config: WorkflowConfig) -> tuple[list[Path], list[Path]]:
+    """Finished and interrupted run directories of this TF in its output dir, oldest first."""
+    prefix = f"{config.perturbed_tf}{config.output_suffix}"
+    finished, partials = [], []
+    output_dir = Path(config.output_dir)
+    candidates = sorted(output_dir.iterdir()) if output_dir.is_dir() else []
+    for path in candidates:
+        name = path.name.removesuffix(PARTIAL_SUFFIX)
+        if not path.is_dir() or not name.startswith(prefix):
+            continue
+        if not _RUN_DIR_NAME.fullmatch(name[len(prefix) :]):
+            continue
+        (partials if path.name.endswith(PARTIAL_SUFFIX) else finished).append(path)
+    return finished, partials
+
+
+def _earlier_entry(tf: str, run_dir: Path) -> BatchEntry:
+    """The entry of a TF whose run finished in an earlier, interrupted batch."""
+    summary = json.loads((run_dir / "input_data" / "data_summary.json").read_text())
+    stages = summary.get("stages", {})
+
+    def significant(stage: str) -> int | None:
+        return len(stages[stage]["significant_terms"]) if stage in stages else None
+
+    return BatchEntry(
+        perturbed_tf=tf,
+        status="done earlier",
+        run_dir=run_dir,
+        n_significant_all_data=significant("all_data"),
+        n_significant_topn=significant("topn"),
+        final_selection=tuple(stages.get("interactors", {}).get("final_selection", ())),
+        wall_seconds=0.0,
+        error="",
     )
 
 

@@ -316,7 +316,7 @@ def linear_perturbation_binding_modeling(
         Path | None,
         typer.Option(
             "--resume",
-            help="Finish an interrupted run: its .partial directory (same inputs and options).",
+            help="Finish an interrupted run: its .partial directory; for a batch, the batch's output directory (same inputs and options).",
             rich_help_panel=OUTPUT,
         ),
     ] = None,
@@ -378,9 +378,11 @@ def linear_perturbation_binding_modeling(
             raise InputError(
                 f"--perturbed_tf all: no column is shared by {response_file} and {predictors_file}"
             )
-    if resume is not None and (len(tfs) != 1 or perturbed_tfs_file is not None):
-        raise OptionError("--resume continues one TF's run: give its .partial directory alone")
-    if len(tfs) == 1 and perturbed_tfs_file is None:
+    batch = len(tfs) != 1 or perturbed_tfs_file is not None
+    if resume is not None and batch:
+        # A batch resumes TF by TF from its output directory.
+        config = replace(config, output_dir=resume)
+    if not batch:
         single = replace(config, perturbed_tf=tfs[0])
         with ProgressDisplay(sys.stderr) as display:
             if resume is not None:
@@ -396,6 +398,7 @@ def linear_perturbation_binding_modeling(
             progress=display.update,
             tfs_progress=display.update_tfs,
             max_concurrent_tfs=max_concurrent_tfs,
+            resume_batch=resume is not None,
         )
     for entry in entries:
         where = entry.run_dir if entry.run_dir else entry.error

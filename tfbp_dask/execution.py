@@ -244,6 +244,11 @@ class Executor:
             "dashboard": self.client.dashboard_link,
         }
 
+    @property
+    def stopping(self) -> bool:
+        """True once ``stop`` was called."""
+        return self._stopping.is_set()
+
     def stop(self) -> None:
         """Cancel every chunk in flight (on an interrupt); running stages then fail."""
         self._stopping.set()

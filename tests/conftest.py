@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from distributed import Client, LocalCluster
 
+from tfbp_dask import WorkflowConfig
 from tfbp_dask.datagen import make_dataset, write_dataset
 
 
@@ -129,3 +130,16 @@ def remote_cluster(tmp_path_factory: pytest.TempPathFactory):
     cluster = RemoteCluster(tmp_path_factory.mktemp("remote_cluster"))
     yield cluster
     cluster.stop()
+
+
+def dataset_config(dataset, output_dir: Path, **options) -> WorkflowConfig:
+    """A quick config on a generated data set: TF01, top 120 rows, given overrides."""
+    _, response, predictors = dataset
+    defaults = dict(
+        response_file=response,
+        predictors_file=predictors,
+        perturbed_tf="TF01",
+        top_n=120,
+        output_dir=output_dir,
+    )
+    return WorkflowConfig(**{**defaults, **options})

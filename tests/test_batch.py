@@ -3,27 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import dataset_config
 
 from tfbp_dask import WorkflowConfig, run, run_many
 from tfbp_dask.errors import InputError
 
 
-def _config(dataset, output_dir, **options) -> WorkflowConfig:
-    _, response, predictors = dataset
-    base = dict(
-        response_file=response,
-        predictors_file=predictors,
-        perturbed_tf="TF01",
-        n_bootstraps=16,
-        random_state=11,
-        top_n=120,
-        output_dir=output_dir,
+def _config(dataset, output_dir: Path, **options) -> WorkflowConfig:
+    return dataset_config(
+        dataset, output_dir, **{**dict(n_bootstraps=16, random_state=11), **options}
     )
-    base.update(options)
-    return WorkflowConfig(**base)
 
 
 def test_batch_numbers_equal_single_runs(tiny_dataset, tmp_path, client_two_workers):

@@ -13,7 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import RemoteCluster
+from conftest import RemoteCluster, dataset_config
 
 from tfbp_dask import WorkflowConfig, resume, run, run_many
 from tfbp_dask.errors import InputError
@@ -34,19 +34,9 @@ NUMERIC_FILES = (
 
 
 def _config(dataset, output_dir: Path, **options) -> WorkflowConfig:
-    _, response, predictors = dataset
-    base = dict(
-        response_file=response,
-        predictors_file=predictors,
-        perturbed_tf="TF01",
-        n_bootstraps=30,
-        random_state=4,
-        top_n=120,
-        chunk_size=5,
-        output_dir=output_dir,
+    return dataset_config(
+        dataset, output_dir, **{**dict(n_bootstraps=30, random_state=4, chunk_size=5), **options}
     )
-    base.update(options)
-    return WorkflowConfig(**base)
 
 
 def _assert_same_numbers(first: Path, second: Path) -> None:

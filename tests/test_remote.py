@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
+from conftest import dataset_config
 
 from tfbp_dask import WorkflowConfig, run
 
@@ -27,18 +28,9 @@ def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
 
 
 def _config(dataset, output_dir: Path, **options) -> WorkflowConfig:
-    _, response, predictors = dataset
-    base = dict(
-        response_file=response,
-        predictors_file=predictors,
-        perturbed_tf="TF01",
-        n_bootstraps=20,
-        random_state=5,
-        top_n=120,
-        output_dir=output_dir,
+    return dataset_config(
+        dataset, output_dir, **{**dict(n_bootstraps=20, random_state=5), **options}
     )
-    base.update(options)
-    return WorkflowConfig(**base)
 
 
 def _same_tables(first: Path, second: Path) -> None:

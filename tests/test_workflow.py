@@ -4,27 +4,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import dataset_config
 
 from tfbp_dask import WorkflowConfig, run
 
 
-def _config(dataset, output_dir, **options) -> WorkflowConfig:
-    _, response, predictors = dataset
-    base = dict(
-        response_file=response,
-        predictors_file=predictors,
-        perturbed_tf="TF01",
-        n_bootstraps=24,
-        random_state=3,
-        top_n=120,
-        output_dir=output_dir,
+def _config(dataset, output_dir: Path, **options) -> WorkflowConfig:
+    return dataset_config(
+        dataset, output_dir, **{**dict(n_bootstraps=24, random_state=3), **options}
     )
-    base.update(options)
-    return WorkflowConfig(**base)
 
 
 def _coefficients(run_dir, stage="all_data_results"):

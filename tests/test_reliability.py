@@ -190,7 +190,9 @@ def test_worker_killed_mid_stage_changes_nothing(tiny_dataset, tmp_path, client_
         cluster.stop()
 
 
-def test_scheduler_loss_ends_the_run_with_a_resumable_partial(tiny_dataset, tmp_path):
+def test_scheduler_loss_ends_the_run_with_a_resumable_partial(
+    tiny_dataset, tmp_path, client_two_workers
+):
     cluster = RemoteCluster(tmp_path / "cluster", n_workers=1)
     try:
         config = _config(
@@ -212,6 +214,11 @@ def test_scheduler_loss_ends_the_run_with_a_resumable_partial(tiny_dataset, tmp_
         assert (partial / "run_manifest.json").exists()
     finally:
         cluster.stop()
+    # The partial directory is resumable on another cluster, to the same numbers.
+    elsewhere = replace(config, scheduler_address=None)
+    resumed = resume(partial, elsewhere, client=client_two_workers)
+    reference = run(replace(elsewhere, output_dir=tmp_path / "ref"), client=client_two_workers)
+    _assert_same_numbers(reference.run_dir, resumed.run_dir)
 
 
 def test_interrupted_batch_resumes_tf_by_tf(tiny_dataset, tmp_path, client_two_workers):

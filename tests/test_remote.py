@@ -13,6 +13,7 @@ import pandas as pd
 from conftest import dataset_config
 
 from tfbp_dask import WorkflowConfig, run
+from tfbp_dask.datagen import make_dataset, write_dataset
 
 COMMAND = "linear_perturbation_binding_modeling"
 
@@ -99,3 +100,23 @@ def test_unreachable_scheduler_exits_2_quickly(tiny_dataset, tmp_path):
     assert len(lines) == 1 and "tcp://127.0.0.1:9" in lines[0], done.stderr
     assert elapsed < 30
     assert not (tmp_path / "out").exists()
+
+
+def test_cli_all_and_tfs_file_name_the_batch(tmp_path, remote_cluster):
+    data = make_dataset(n_genes=120, n_tfs=4, noise=0.5, seed=2)
+    response, predictors = write_dataset(data, tmp_path / "data")
+    common = [
+        "--response_file", str(response), "--predictors_file", str(predictors),
+        "--n_bootstraps", "8", "--top_n", "60", "--random_state", "1",
+        "--scheduler_address", remote_cluster.address,
+    ]  # fmt: skip
+    done = _cli(*common, "--perturbed_tf", "all", "--output_dir", str(tmp_path / "all"))
+    assert done.returncode == 0, done.stderr
+    (batch_csv,) = (tmp_path / "all").glob("batch_*.csv")
+    assert pd.read_csv(batch_csv)["perturbed_tf"].tolist() == ["TF01", "TF02", "TF03", "TF04"]
+    tfs_file = tmp_path / "tfs.txt"
+    tfs_file.write_text("# two of them\nTF03\n\nTF01\n")
+    done = _cli(*common, "--perturbed_tfs_file", str(tfs_file), "--output_dir", str(tmp_path / "f"))
+    assert done.returncode == 0, done.stderr
+    (batch_csv,) = (tmp_path / "f").glob("batch_*.csv")
+    assert pd.read_csv(batch_csv)["perturbed_tf"].tolist() == ["TF03", "TF01"]

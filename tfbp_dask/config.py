@@ -102,7 +102,7 @@ class WorkflowConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise OptionError(f"--{name} must be a positive integer, got {value!r}")
-        if self.connect_timeout <= 0:
+        if not self.connect_timeout > 0:  # also refuses NaN
             raise OptionError(f"--connect_timeout must be positive, got {self.connect_timeout}")
         if self.chunk_size is not None and self.chunk_size <= 0:
             raise OptionError(f"--chunk_size must be a positive integer, got {self.chunk_size!r}")
@@ -110,13 +110,15 @@ class WorkflowConfig:
             value = getattr(self, name)
             if not 0.0 < value < 100.0:
                 raise OptionError(f"--{name} must be between 0 and 100 (exclusive), got {value}")
-        if self.stabilization_ci_step <= 0:
+        if not self.stabilization_ci_step > 0:  # also refuses NaN
             raise OptionError(
                 f"--stabilization_ci_step must be positive, got {self.stabilization_ci_step}"
             )
         bins = self.bins
         if len(bins) < 2:
             raise OptionError(f"--bins needs at least two edges, got {_format_bins(bins)}")
+        if any(math.isnan(b) for b in bins):
+            raise OptionError(f"--bins must be numbers, got {_format_bins(bins)}")
         if bins[0] != 0:
             raise OptionError(f"--bins must start at 0, got {_format_bins(bins)}")
         if not math.isinf(bins[-1]) or bins[-1] < 0:

@@ -26,6 +26,7 @@ import difflib
 import io
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,7 @@ _NA_TOKENS = frozenset(
     }
 )
 _PREVIEW_ITEMS = 5
+_SPACE = re.compile(r"\s")
 _MAX_ITEM_CHARS = 40
 
 
@@ -496,6 +498,10 @@ def _plain_records(text: str) -> _Records:
         if records.header is None:
             records.header, records.header_line = content.split(","), number
         else:
+            if _SPACE.search(content):
+                # Whitespace around a cell means nothing here, and pandas' parser reads some
+                # numbers wrongly next to it (" +0.1951" one unit in the last place off).
+                content = ",".join(cell.strip() for cell in content.split(","))
             kept.append(content)
             records.lines.append(number)
             records.field_counts.append(content.count(",") + 1)
@@ -541,7 +547,9 @@ def _parse_plain_body(body: str, n_columns: int, label: str) -> tuple[list[str],
         raise _fail(label, f"cannot be parsed as CSV ({_first_line(err)})") from err
     if len(frame) != body.count("\n"):  # one record per line; anything else is a parser surprise
         raise _fail(label, "cannot be parsed as CSV (rows and lines do not match)")
-    ids = [feature.strip() for feature in frame[0].tolist()]
+    # The ids are taken from the lines, not from pandas: it drops a byte order mark (U+FEFF)
+    # that starts the first data line, which is part of that line's id here.
+    ids = [line.split(",", 1)[0].strip() for line in body.split("\n")[:-1]]
     values = []
     for position in range(1, n_columns):
         column = frame[position]

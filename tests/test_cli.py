@@ -201,6 +201,8 @@ def test_bad_input_exits_2_with_one_line(case, tmp_path, capsys):
         ("--max_iter", "0", "--max_iter"),
         ("--n_bootstraps", "many", "--n_bootstraps"),
         ("--engine", "turbo", "--engine"),
+        ("--n_bootstraps", "2000000", "at most"),
+        ("--max_iter", str(10**30), "at most"),
         ("--log-level", "LOUD", "--log-level"),
     ],
 )
@@ -268,3 +270,27 @@ def test_help_groups_options_like_the_document():
         "--engine",
     ):
         assert flag in done.stdout
+
+
+def test_a_batch_where_no_tf_can_run_is_bad_input(tmp_path, capsys):
+    response, predictors = valid_files(tmp_path)
+    argv = [COMMAND, "--response_file", str(response), "--predictors_file", str(predictors),
+            "--perturbed_tf", "NOPE1,NOPE2"]  # fmt: skip
+    line = _expect_exit_2(argv, capsys, tmp_path / "out")
+    assert "NOPE1" in line
+
+
+def test_multi_line_errors_are_printed_on_one_line(monkeypatch, tmp_path, capsys):
+    import tfbp_dask.api
+
+    def explode(*args, **kwargs):
+        raise ValueError("first line\nsecond line")
+
+    monkeypatch.setattr(tfbp_dask.api, "_connect", explode)
+    response, predictors = valid_files(tmp_path)
+    with pytest.raises(SystemExit) as stop:
+        main([COMMAND, "--response_file", str(response), "--predictors_file", str(predictors),
+              "--perturbed_tf", PERTURBED_TF, "--output_dir", str(tmp_path / "out")])  # fmt: skip
+    assert stop.value.code == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert lines == ["tfbp-dask: error: run failed: ValueError: first line second line"]

@@ -1241,7 +1241,7 @@ level_texts = st.one_of(
 BINS_SAMPLES = (
     "", "0", "0,8,12", "1,8,np.inf", "0,12,8,np.inf", "0,0,np.inf", "np.inf", "0,-np.inf",
     "0,inf,inf", "0,8,12,np.inf,", ",0,np.inf", "0;8;np.inf", "0,1e400", "-0,np.inf", "0,8,-inf",
-    "0 ,  numpy.inf", "0,8,12,NP.INF",
+    "0 ,  numpy.inf", "0,8,12,NP.INF", "0,nan,np.inf", "nan,np.inf", "0,8,nan",
 )  # fmt: skip
 bins_texts = st.one_of(
     st.sampled_from(BINS_SAMPLES),
@@ -1261,8 +1261,9 @@ OPTION_VALUES = {
     "--all_data_ci_level": level_texts,
     "--topn_ci_level": level_texts,
     "--stabilization_ci_start": level_texts,
-    # NaN is left out: see test_nan_option_values_are_rejected below.
-    "--stabilization_ci_step": st.sampled_from(("0", "-1", "x", "", "-inf", "-0.5", "1e-400")),
+    "--stabilization_ci_step": st.sampled_from(
+        ("0", "-1", "x", "", "-inf", "-0.5", "1e-400", "nan", "NaN", "inf", "2.5")
+    ),
     "--engine": st.one_of(st.sampled_from(("turbo", "Gram", "sklearn ", "", "lars")), argv_text),
     "--add_model_variables": st.lists(variable_names, max_size=3).map(",".join),
     "--exclude_interactor_variables": st.lists(variable_names, max_size=3).map(",".join),

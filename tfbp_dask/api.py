@@ -193,6 +193,8 @@ def run_many(
             prepared.append(_prepare(config, cache))
         except InputError as error:  # this TF only (e.g. absent from the response file)
             prepared.append(error)
+    if all(isinstance(data, InputError) for data in prepared):
+        raise prepared[0]  # nothing can run: bad input, before any cluster starts
     first = configs[0]
     started = timestamp_now()
     entries: list[BatchEntry | None] = [None] * len(configs)

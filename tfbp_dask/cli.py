@@ -432,15 +432,22 @@ def _perturbed_tfs(perturbed_tf: str | None, tfs_file: Path | None) -> list[str]
     return tfs
 
 
+_console_handler: logging.Handler | None = None
+
+
 def _configure_console_logging(level_name: str) -> None:
     level = logging.getLevelName(level_name.upper())
     if not isinstance(level, int):
         raise OptionError(f"--log-level must be DEBUG, INFO, WARNING or ERROR, got {level_name!r}")
+    global _console_handler
+    package_logger = logging.getLogger("tfbp_dask")
+    if _console_handler is not None:  # repeated in-process calls replace, not stack, it
+        package_logger.removeHandler(_console_handler)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.setLevel(level)
-    package_logger = logging.getLogger("tfbp_dask")
     package_logger.addHandler(handler)
+    _console_handler = handler
     package_logger.setLevel(min(level, logging.INFO))
     # Dask's own INFO chatter (worker start/stop) is not the user's business.
     for name in ("distributed", "tornado"):
@@ -478,5 +485,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _fail(message: str, status: int) -> None:
+    message = " ".join(message.split())  # one line, whatever the exception's text held
     print(f"tfbp-dask: error: {message}", file=sys.stderr)
     sys.exit(status)

@@ -28,6 +28,11 @@ NUMERIC_OPTIONS = (
 )  # fmt: skip
 
 
+# Beyond these the run would fail late (memory for the draws, 32-bit iteration
+# counters in the compiled engine, processes): refuse them before anything starts.
+UPPER_LIMITS = {"n_bootstraps": 1_000_000, "top_n": 10**9, "max_iter": 2**31 - 1, "n_cpus": 1024}
+
+
 class OptionError(ValueError):
     """An option value out of range; str(err) is one line naming the option."""
 
@@ -102,6 +107,8 @@ class WorkflowConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value <= 0:
                 raise OptionError(f"--{name} must be a positive integer, got {value!r}")
+            if value > UPPER_LIMITS[name]:
+                raise OptionError(f"--{name} must be at most {UPPER_LIMITS[name]}, got {value}")
         if not self.connect_timeout > 0:  # also refuses NaN
             raise OptionError(f"--connect_timeout must be positive, got {self.connect_timeout}")
         if self.chunk_size is not None and self.chunk_size <= 0:

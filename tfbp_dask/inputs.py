@@ -14,9 +14,11 @@ It does not build design terms (``design.py`` does). Reading and preparing are s
 that a batch of many perturbed TFs reads each file once (:func:`read_table`) and prepares the
 rows per TF (:func:`prepare_modeling_data`).
 
-Conventions, where the format leaves room: surrounding whitespace of feature ids and column
-names is ignored; lines that are blank (or hold only empty cells) are skipped; the cells that
-``pandas.read_csv`` reads as missing (``""``, ``NA``, ``NaN``, ``null``, …) are missing values.
+Conventions, where the format leaves room: lines end at ``\n``, ``\r\n`` or ``\r`` (in the
+tables and the blacklist alike); surrounding whitespace of feature ids, column names and cells
+is ignored; lines that are blank (or hold only empty cells) are skipped; the cells that
+``pandas.read_csv`` reads as missing (``""``, ``NA``, ``NaN``, ``null``, …) are missing values;
+a number reads as the float64 nearest to it, as Python's ``float()`` reads it.
 """
 
 from __future__ import annotations
@@ -77,8 +79,8 @@ _NA_TOKENS = frozenset(
     }
 )
 _PREVIEW_ITEMS = 5
-_SPACE = re.compile(r"\s")
 _MAX_ITEM_CHARS = 40
+_SPACE = re.compile(r"\s")
 
 
 @dataclass(frozen=True, eq=False)
@@ -121,6 +123,8 @@ def read_table(path: Path, role: str) -> pd.DataFrame:
     path : Path
         A CSV file, or a Parquet file if the name ends with ``.parquet`` or ``.pq``. The first
         column holds the feature ids, whatever its header; a UTF-8 byte order mark is ignored.
+        A Parquet file written from a pandas frame with the ids in its index is read too (an
+        unnamed integer index next to a text first column is row numbers, not ids).
     role : str
         ``"response"`` or ``"predictors"``; messages start with ``"{role} file {path}: "``.
 

@@ -93,9 +93,7 @@ def test_services_build_from_the_dockerfile(services, name):
 
 
 def test_client_service_is_optional_and_targets_the_scheduler(services):
-    client = services.get("client")
-    if client is None:
-        pytest.skip("no client service")
+    client = services["client"]
     assert client.get("profiles") == ["client"]
     command = _command(client)
     assert _option(command, "--scheduler_address") == "tcp://scheduler:8786"

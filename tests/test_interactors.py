@@ -79,6 +79,8 @@ def test_main_effect_already_in_model_is_not_duplicated(frames):
     alone = _direct_avg_r2({partners[0]: predictors[partners[0]].to_numpy()}, y, classes)
     row = result.significance.iloc[0]
     assert row["avg_r2_main_effect"] == pytest.approx(alone, rel=1e-9)
+    terms_selected = result.final_selection["term"].tolist()
+    assert len(terms_selected) == len(set(terms_selected))  # a main effect is listed once
 
 
 def test_lasso_method_matches_direct_lassocv(frames):

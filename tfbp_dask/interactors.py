@@ -104,7 +104,12 @@ def evaluate_interactors(
             predictors, y, perturbed_tf, terms, interactions, folds, scale_by_std
         )
     reason_other = "significant in the top-N stage; not an interaction term"
-    selection = chosen + [(term.name, "other", reason_other) for term in others]
+    # A main effect chosen for an interactor may already be a term of its own
+    # (e.g. from --add_model_variables): it is listed once, with its choice.
+    picked = {name for name, _, _ in chosen}
+    selection = chosen + [
+        (term.name, "other", reason_other) for term in others if term.name not in picked
+    ]
     final = pd.DataFrame(selection, columns=["term", "kind", "reason"])
     return InteractorResult("lasso" if lasso else "linear", len(y), significance, comparison, final)
 

@@ -11,6 +11,8 @@ Two problems:
 For each, every engine fits the same bootstraps (same weights, same folds);
 the script prints milliseconds per bootstrap, the speed-up over ``sklearn``
 and the parity of each engine with ``sklearn`` on the bootstraps both fitted.
+``gram`` is the engine as the workflow runs it (its path solver chosen by the
+width of the design); ``gram:cd`` and ``gram:homotopy`` force one solver.
 
 Run from the repository root::
 
@@ -28,13 +30,15 @@ for _variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 import argparse  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
+from functools import partial  # noqa: E402
 
 import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from tfbp_dask import datagen, resampling  # noqa: E402
-from tfbp_dask.engines import BootstrapFits, LassoParams, get_engine  # noqa: E402
+from tfbp_dask.engines import BootstrapFits, LassoParams, get_engine, gram  # noqa: E402
 
 BINS = (0, 8, 12, np.inf)
 
@@ -107,6 +111,14 @@ def resamples(
     return bootstrap, weights, resampling.bootstrap_test_folds(problem.classes, bootstrap)
 
 
+def engine(name: str) -> Callable[..., BootstrapFits]:
+    """An engine by name; ``gram:<solver>`` forces that path solver of ``gram``."""
+    base, _, solver = name.partition(":")
+    if base == "gram" and solver:
+        return partial(gram.fit_bootstraps, solver=solver)
+    return get_engine(base)
+
+
 def time_engines(
     problem: Problem,
     n_bootstraps: dict[str, int],
@@ -139,7 +151,7 @@ def time_engines(
     timings = {}
     with threadpool_limits(limits=1):
         for name, n in n_bootstraps.items():
-            fit = get_engine(name)
+            fit = engine(name)
             start = time.perf_counter()
             fit(problem.X, problem.y, bootstrap[:1], weights[:1], folds[:1], params)
             first_call = time.perf_counter() - start
@@ -236,7 +248,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n_bootstraps_sklearn", type=int, default=20)
     parser.add_argument("--n_bootstraps_fast", type=int, default=200)
-    parser.add_argument("--engines", default="gram", help="comma list of engines besides sklearn")
+    parser.add_argument(
+        "--engines",
+        default="gram,gram:cd,gram:homotopy",
+        help="comma list of engines besides sklearn (gram:<solver> forces a path solver)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="data seed")
     parser.add_argument("--draw_seed", type=int, default=42, help="bootstrap draw seed")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")

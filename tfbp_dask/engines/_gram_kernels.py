@@ -1,4 +1,4 @@
-"""Compiled kernels of the ``gram`` engine: lasso homotopy on a Gram matrix.
+"""Compiled kernels of the ``gram`` engine: lasso path solvers on a Gram matrix.
 
 Everything here works on *sufficient statistics*, never on rows. A problem is
 
@@ -15,6 +15,8 @@ The solution of (P) is piecewise linear in ``alpha``. ``_homotopy`` follows
 it exactly from the smallest alpha at which it is zero down to the last grid
 alpha needed (the LARS-lasso homotopy), so the coefficients at the grid alphas
 are exact interpolations, with no convergence tolerance involved.
+``_cd_path`` instead replays scikit-learn's coordinate descent on (P), stopping
+where it stops (see ``_coordinate_descent``).
 
 Statistics come as "augmented Grams": for the columns ``[x_1 .. x_p, 1, y]``
 (already shifted by constants to keep magnitudes small), ``H = sum_i w_i a_i
@@ -63,6 +65,11 @@ def _compiled(func: Callable[..., Any]) -> Callable[..., Any]:
     except RuntimeError:  # numba: "cannot cache function ...: no locator available"
         return njit(cache=False, nogil=True, fastmath=_FASTMATH)(func)
 
+
+# Path solvers of ``_solve_block``.
+SOLVER_HOMOTOPY = 0
+SOLVER_CD = 1
+SOLVER_CD_RANDOM = 2
 
 _EVENT_END = 0
 _EVENT_ENTER = 1
@@ -263,6 +270,211 @@ def _homotopy(
 
 
 @_compiled
+def _duality_gap(
+    w: np.ndarray, alpha: float, Qw: np.ndarray, q: np.ndarray, yy: float, XtA: np.ndarray
+) -> tuple[float, float]:
+    """Duality gap of (P) at ``w`` and the dual norm, as scikit-learn computes them.
+
+    ``XtA`` receives ``q - Q w`` (the correlations with the residual).
+    Returns ``(gap, max_j |XtA_j|)``.
+    """
+    p = w.shape[0]
+    q_dot_w = 0.0
+    wQw = 0.0
+    l1 = 0.0
+    dual_norm = 0.0
+    for j in range(p):
+        q_dot_w += w[j] * q[j]
+        wQw += w[j] * Qw[j]
+        l1 += abs(w[j])
+        XtA[j] = q[j] - Qw[j]
+        if abs(XtA[j]) > dual_norm:
+            dual_norm = abs(XtA[j])
+    r_norm2 = yy + wQw - 2.0 * q_dot_w
+    r_dot_y = yy - q_dot_w
+    primal = 0.5 * r_norm2 + alpha * l1
+    scale = alpha / dual_norm if dual_norm > alpha else 1.0
+    dual = -0.5 * scale * scale * r_norm2 + scale * r_dot_y
+    return primal - dual, dual_norm
+
+
+@_compiled
+def _screen(
+    Q: np.ndarray,
+    w: np.ndarray,
+    Qw: np.ndarray,
+    XtA: np.ndarray,
+    alpha: float,
+    gap: float,
+    dual_norm: float,
+    excluded: np.ndarray,
+    active: np.ndarray,
+) -> int:
+    """Gap-safe screening: drop columns that are provably zero at ``alpha``.
+
+    Columns already in ``excluded`` stay out; a dropped column's coefficient is
+    set to 0 (``Qw`` updated). ``active[:n]`` receives the remaining columns in
+    order; returns ``n``.
+    """
+    p = w.shape[0]
+    radius = np.sqrt(2.0 * abs(gap)) / alpha
+    n_active = 0
+    for j in range(p):
+        if excluded[j]:
+            continue
+        d_j = (1.0 - abs(XtA[j] / max(alpha, dual_norm))) / np.sqrt(Q[j, j])
+        if d_j <= radius:
+            active[n_active] = j
+            n_active += 1
+        else:
+            if w[j] != 0.0:
+                wj = w[j]
+                Qrow = Q[j]
+                for m in range(p):
+                    Qw[m] -= wj * Qrow[m]
+                w[j] = 0.0
+            excluded[j] = True
+    return n_active
+
+
+@_compiled
+def _coordinate_descent(
+    Q: np.ndarray,
+    q: np.ndarray,
+    yy: float,
+    usable: np.ndarray,
+    alpha: float,
+    tol: float,
+    max_iter: int,
+    accept_negative_gap: bool,
+    random: bool,
+    seed: int,
+    w: np.ndarray,
+    Qw: np.ndarray,
+) -> int:
+    """Minimise (P) at one alpha by coordinate descent, from ``w``.
+
+    The same iterations and stopping rule as scikit-learn's coordinate descent
+    (``enet_coordinate_descent_gram``, L1 only): sweeps over the columns kept
+    by gap-safe screening; after a sweep whose largest update is at most
+    ``tol`` times the largest |coefficient|, the duality gap is checked
+    against ``tol * yy`` (``yy`` the weighted variance of y: the normalised
+    ``y'y`` of the centred problem), and screening is redone if it is larger.
+    Reproducing its stopping points matters: near the minimum of the CV curve
+    the MSEs of neighbouring alphas differ by less than that tolerance moves
+    them.
+
+    With ``random``, a sweep visits as many columns as are kept, drawn with
+    replacement, as scikit-learn's ``selection="random"``: its 32-bit xorshift
+    generator started at ``seed`` (scikit-learn draws that seed from its
+    ``RandomState`` once per call, i.e. per alpha); otherwise in column order.
+
+    ``accept_negative_gap`` selects the before-the-first-sweep test: the Gram
+    variant stops there only for ``0 <= gap <= tol``; the variant on rows (the
+    final refit of ``LassoCV``) for any ``gap <= tol``.
+
+    ``w`` (start, then solution) and ``Qw`` (equal to ``Q @ w`` on entry) are
+    updated in place. Returns the number of sweeps.
+    """
+    p = w.shape[0]
+    tol_gap = tol * yy
+    XtA = np.empty(p)
+    active = np.empty(p, dtype=np.int64)
+    excluded = np.zeros(p, dtype=np.bool_)
+    for j in range(p):
+        if not usable[j]:
+            excluded[j] = True
+            if w[j] != 0.0:
+                wj = w[j]
+                for m in range(p):
+                    Qw[m] -= wj * Q[j, m]
+                w[j] = 0.0
+
+    gap, dual_norm = _duality_gap(w, alpha, Qw, q, yy, XtA)
+    if gap <= tol_gap and (accept_negative_gap or gap >= 0.0):
+        return 0
+    n_active = _screen(Q, w, Qw, XtA, alpha, gap, dual_norm, excluded, active)
+
+    state = seed
+    n_iter = 0
+    for n_iter in range(max_iter):
+        w_max = 0.0
+        d_w_max = 0.0
+        for f in range(n_active):
+            if random:
+                if state == 0:
+                    state = 1
+                state ^= (state << 13) & 0xFFFFFFFF
+                state ^= state >> 17
+                state ^= (state << 5) & 0xFFFFFFFF
+                j = active[(state % 2147483648) % n_active]
+            else:
+                j = active[f]
+            w_j = w[j]
+            Qrow = Q[j]
+            tmp = q[j] - Qw[j] + w_j * Qrow[j]
+            magnitude = abs(tmp) - alpha
+            if magnitude > 0.0:
+                new = (magnitude if tmp > 0.0 else -magnitude) / Qrow[j]
+            else:
+                new = 0.0
+            if new != w_j:
+                delta = new - w_j
+                for m in range(p):
+                    Qw[m] += delta * Qrow[m]
+                w[j] = new
+            d_w_j = abs(new - w_j)
+            if d_w_j > d_w_max:
+                d_w_max = d_w_j
+            if abs(new) > w_max:
+                w_max = abs(new)
+        if w_max == 0.0 or d_w_max / w_max <= tol or n_iter == max_iter - 1:
+            gap, dual_norm = _duality_gap(w, alpha, Qw, q, yy, XtA)
+            if gap <= tol_gap:
+                break
+            n_active = _screen(Q, w, Qw, XtA, alpha, gap, dual_norm, excluded, active)
+    return n_iter + 1
+
+
+@_compiled
+def _cd_path(
+    Q: np.ndarray,
+    q: np.ndarray,
+    yy: float,
+    usable: np.ndarray,
+    alphas: np.ndarray,
+    tol: float,
+    max_iter: int,
+    random: bool,
+    seeds: np.ndarray,
+    coefs: np.ndarray,
+) -> None:
+    """Coordinate-descent lasso path of (P) over the whole grid, warm-started.
+
+    As scikit-learn's ``enet_path`` with a precomputed Gram: every alpha
+    starts from the previous alpha's solution, the first from zero, and
+    ``Q @ w`` is recomputed at the start of every alpha. ``seeds[a]`` seeds
+    the random order at ``alphas[a]``. ``coefs`` (n_alphas, p) receives the
+    solutions.
+    """
+    p = Q.shape[0]
+    w = np.zeros(p)
+    Qw = np.zeros(p)
+    for a in range(alphas.shape[0]):
+        Qw[:] = 0.0
+        for j in range(p):
+            wj = w[j]
+            if wj != 0.0:
+                Qrow = Q[j]
+                for m in range(p):
+                    Qw[m] += wj * Qrow[m]
+        _coordinate_descent(
+            Q, q, yy, usable, alphas[a], tol, max_iter, False, random, seeds[a], w, Qw
+        )
+        coefs[a] = w
+
+
+@_compiled
 def _cholesky_delete(chol: np.ndarray, active: np.ndarray, n_active: int, pos: int) -> None:
     """Remove position ``pos`` from the active set and its Cholesky factor in place.
 
@@ -400,6 +612,9 @@ def _solve_block(
     H: np.ndarray,
     grids: np.ndarray,
     max_steps: int,
+    tol: float,
+    solver: int,
+    seeds: np.ndarray,
     coef: np.ndarray,
     best: np.ndarray,
     cv_mse: np.ndarray,
@@ -417,7 +632,16 @@ def _solve_block(
     grids : ndarray of shape (k, n_alphas)
         Alpha grid of each bootstrap (decreasing).
     max_steps : int
-        Cap on homotopy steps per path.
+        Cap on homotopy steps per path, or on coordinate-descent sweeps per
+        alpha.
+    tol : float
+        Coordinate-descent tolerance (``SOLVER_CD`` only).
+    solver : int
+        ``SOLVER_HOMOTOPY``, ``SOLVER_CD`` (cyclic) or ``SOLVER_CD_RANDOM``.
+    seeds : ndarray of shape (k, n_alphas) of int
+        Per bootstrap, the seed of the random coordinate order at each grid
+        alpha of a fold path; the refit uses ``seeds[b, 0]``
+        (``SOLVER_CD_RANDOM`` only).
     coef : ndarray of shape (k, p)
         Output: refit coefficients at the chosen alpha.
     best : ndarray of shape (k,) of int
@@ -437,6 +661,7 @@ def _solve_block(
     p = H.shape[2] - 2
     n_alphas = grids.shape[1]
     coefs = np.empty((n_alphas, p))
+    random = solver == SOLVER_CD_RANDOM
     for b in range(k):
         total = H[b, 0].copy()
         for f in range(1, n_folds):
@@ -452,8 +677,11 @@ def _solve_block(
             test = H[b, f]
             if test[p, p] <= 0.0 or total[p, p] - test[p, p] <= 0.0:
                 continue  # a fold without test (or training) weight has no MSE
-            Q, q, _, xb, yb, _, usable = _centred_problem(total - test, scale)
-            _homotopy(Q, q, usable, alphas, n_alphas, max_steps, coefs)
+            Q, q, yy, xb, yb, _, usable = _centred_problem(total - test, scale)
+            if solver != SOLVER_HOMOTOPY:
+                _cd_path(Q, q, yy, usable, alphas, tol, max_steps, random, seeds[b], coefs)
+            else:
+                _homotopy(Q, q, usable, alphas, n_alphas, max_steps, coefs)
             mse_sum += _test_mse(coefs, test, xb, yb)
             n_used += 1
 
@@ -466,8 +694,25 @@ def _solve_block(
         cv_mse[b] = mse_sum[i_best] / n_used if n_used > 0 else np.nan
 
         Q, q, yy, xb, yb, _, usable = _centred_problem(total, scale)
-        n_iter[b] = _homotopy(Q, q, usable, alphas, i_best + 1, max_steps, coefs)
-        beta = coefs[i_best]
+        if solver != SOLVER_HOMOTOPY:
+            beta = np.zeros(p)
+            n_iter[b] = _coordinate_descent(
+                Q,
+                q,
+                yy,
+                usable,
+                alphas[i_best],
+                tol,
+                max_steps,
+                True,
+                random,
+                seeds[b, 0],
+                beta,
+                np.zeros(p),
+            )
+        else:
+            n_iter[b] = _homotopy(Q, q, usable, alphas, i_best + 1, max_steps, coefs)
+            beta = coefs[i_best]
         coef[b] = beta
         xbar[b] = xb
         ybar[b] = yb

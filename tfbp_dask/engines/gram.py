@@ -1,6 +1,6 @@
-"""Fast engine: weighted LassoCV from fold sufficient statistics and an exact homotopy.
+"""Fast engine: weighted LassoCV from fold sufficient statistics, compiled path solvers.
 
-Same objective, grid and selection rule as the ``sklearn`` engine (SPEC §6):
+Same objective, grid, folds and selection rule as the ``sklearn`` engine (SPEC §6):
 
 * alpha grid: ``geomspace(alpha_max, eps * alpha_max, n_alphas)`` with
   ``alpha_max = max_j |sum_i w_i (x_ij - xbar_j)(y_i - ybar)| / sum_i w_i``
@@ -14,7 +14,7 @@ Same objective, grid and selection rule as the ``sklearn`` engine (SPEC §6):
 * the chosen alpha is the first minimum of the unweighted mean over folds of
   those MSEs; the model is refitted on all rows with all weights at it.
 
-How it differs in method, not in result:
+How it differs in method:
 
 * rows are touched once per bootstrap: for each test fold the weighted
   "augmented Gram" of ``[x, 1, y]`` over its rows with non-zero weight (one
@@ -22,37 +22,66 @@ How it differs in method, not in result:
   statistics of a fold are the total minus the fold, and centring on the
   weighted means is done algebraically. Columns are first shifted by their
   unweighted means, so the subtractions do not cancel catastrophically;
-* the lasso path is followed exactly (LARS-lasso homotopy on the Gram,
-  compiled with numba) instead of by coordinate descent with a tolerance, so
-  coefficients at grid alphas are exact up to rounding; the differences from
-  the ``sklearn`` engine are that engine's own coordinate-descent tolerance;
-* test MSEs come from quadratic forms of the test statistics.
+* test MSEs come from quadratic forms of the test statistics;
+* each path is solved by one of two compiled (numba) solvers on the Gram:
 
-``params.tol`` is not used: there is no iterative solver to stop.
-``params.max_iter`` caps the homotopy steps of every path; ``n_iter`` is the
-number of steps (kinks of the path, where a term enters or leaves) of the
-refit path from ``alpha_max`` down to the chosen alpha: a measure of the work done, not a
-coordinate-descent epoch count, and equal to ``max_iter`` only if the cap cut
-the path short (a path has about as many steps as there are terms).
+  ``cd`` (designs of at most ``CD_MAX_TERMS`` terms)
+      scikit-learn's own coordinate descent replayed: random coordinate order
+      from the same generator seeded as ``LassoCV(selection="random",
+      random_state=bootstrap)`` seeds it, gap-safe screening, the same
+      duality-gap stopping rule at ``params.tol`` and ``params.max_iter``,
+      warm starts along the grid, the refit from zero. Results equal the
+      ``sklearn`` engine's to rounding (about 1e-15 relative), including the
+      chosen alpha and ``n_iter``. On few terms the CV curve is flat near its
+      minimum, and the tolerance of coordinate descent alone can move the
+      argmin by a grid point or two; replaying it keeps those picks.
+  ``homotopy`` (wider designs)
+      the exact piecewise-linear lasso path (LARS-lasso homotopy), two to four
+      times cheaper than coordinate descent there. Coefficients are exact up
+      to rounding, so they differ from the ``sklearn`` engine's by that
+      engine's tolerance; the chosen alpha is the same grid point in 97-100 %
+      of bootstraps at yeast scale (``docs/performance.md``). ``params.tol``
+      is not used; ``params.max_iter`` caps the steps of every path.
+
+``n_iter`` is, for ``cd``, the number of sweeps of the refit (scikit-learn's
+``n_iter_``); for ``homotopy``, the number of steps (kinks of the path, where a
+term enters or leaves) of the refit path from ``alpha_max`` down to the chosen
+alpha, about as many as there are terms, equal to ``max_iter`` only if the cap
+cut the path short.
 
 Edge cases: a column constant on a problem's weighted rows keeps coefficient
-0 there (as in scikit-learn); a column collinear with the active columns (to
-1e-10) stays out of the path, where scikit-learn may share the weight between
-the copies (same objective, the solution is not unique); a test fold holding
-rows but no weight is left out of the mean MSE (scikit-learn raises); for a
-constant y, R^2 (0/0) is reported as 1, the score of the exact prediction.
+0 there (as in scikit-learn); with ``homotopy``, a column collinear with the
+active columns (to 1e-10) stays out of the path, where scikit-learn may share
+the weight between the copies (same objective, the solution is not unique); a
+test fold holding rows but no weight is left out of the mean MSE
+(scikit-learn raises); for a constant y, R^2 (0/0) is reported as 1, the score
+of the exact prediction.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ._gram_kernels import _gather_scaled, _solve_block
+from ._gram_kernels import (
+    SOLVER_CD,
+    SOLVER_CD_RANDOM,
+    SOLVER_HOMOTOPY,
+    _gather_scaled,
+    _solve_block,
+)
 from ._types import BootstrapFits, LassoParams
 
 # Statistics of a block of bootstraps are held in memory at once: at most
 # about this many bytes (k * n_folds * (p + 2)^2 doubles).
 _BLOCK_BYTES = 16 * 2**20
+
+# Designs of at most this many terms are solved by the coordinate-descent
+# replay, wider ones by the homotopy. At 6000 rows the replay costs 0.8 ms
+# per bootstrap at 10 terms, 2 ms at 25 and 3.3 ms at 50 (homotopy: 0.2, 0.4
+# and 0.9 ms; one LassoCV: 45-50 ms).
+CD_MAX_TERMS = 50
+
+SOLVERS = ("auto", "cd", "homotopy")
 
 
 def fit_bootstraps(
@@ -62,6 +91,7 @@ def fit_bootstraps(
     weights: np.ndarray,
     test_folds: np.ndarray,
     params: LassoParams,
+    solver: str = "auto",
 ) -> BootstrapFits:
     """Fit a chunk of bootstraps, each a weighted ``LassoCV`` (see module docstring).
 
@@ -70,12 +100,15 @@ def fit_bootstraps(
     X : ndarray of shape (n_samples, n_terms)
     y : ndarray of shape (n_samples,)
     bootstrap : ndarray of shape (k,)
-        Bootstrap indices (carried through; the homotopy is deterministic).
+        Bootstrap indices; index b seeds the coordinate order of ``cd``.
     weights : ndarray of shape (k, n_samples)
         Non-negative bootstrap sample weights, row i for ``bootstrap[i]``.
     test_folds : ndarray of shape (k, n_samples)
         Test-fold label (0, 1, ...) of every row, row i for ``bootstrap[i]``.
     params : LassoParams
+    solver : {"auto", "cd", "homotopy"}
+        Path solver; ``"auto"`` picks ``cd`` for at most ``CD_MAX_TERMS``
+        terms, else ``homotopy``.
 
     Returns
     -------
@@ -117,6 +150,7 @@ def fit_bootstraps(
     augmented[:, n_terms] = 1.0
     augmented[:, n_terms + 1] = y - y_shift
 
+    code = _solver_code(solver, n_terms)
     n_folds = int(test_folds.max()) + 1
     block = max(1, _BLOCK_BYTES // (8 * n_folds * (n_terms + 2) ** 2))
     for start in range(0, k, block):
@@ -130,6 +164,9 @@ def fit_bootstraps(
             stats,
             grids,
             int(params.max_iter),
+            float(params.tol),
+            code,
+            _cd_seeds(bootstrap[rows], params.n_alphas, code),
             coef[rows],
             best,
             cv_mse[rows],
@@ -215,3 +252,29 @@ def _alpha_grids(totals: np.ndarray, params: LassoParams) -> np.ndarray:
     grids = np.geomspace(start, start * params.eps, num=params.n_alphas, axis=1)
     grids[~regular] = resolution
     return grids
+
+
+def _cd_seeds(bootstrap: np.ndarray, n_alphas: int, code: int) -> np.ndarray:
+    """Seeds of the random coordinate order, per bootstrap and grid alpha.
+
+    ``LassoCV(random_state=b)`` hands ``b`` to every path it computes (each
+    fold, then the refit); each path makes a fresh ``RandomState(b)`` and
+    draws one ``randint(0, 2**31 - 1)`` per alpha to seed that alpha's
+    coordinate descent. So every fold path uses the same seeds, and the
+    refit the first one.
+    """
+    seeds = np.zeros((len(bootstrap), n_alphas), dtype=np.int64)
+    if code == SOLVER_CD_RANDOM:
+        for i, b in enumerate(bootstrap):
+            seeds[i] = np.random.RandomState(int(b)).randint(0, 2**31 - 1, size=n_alphas)
+    return seeds
+
+
+def _solver_code(solver: str, n_terms: int) -> int:
+    """Kernel code of a solver name (``"cd_cyclic"``: cyclic order, for tests)."""
+    codes = {"cd": SOLVER_CD_RANDOM, "cd_cyclic": SOLVER_CD, "homotopy": SOLVER_HOMOTOPY}
+    if solver == "auto":
+        return SOLVER_CD_RANDOM if n_terms <= CD_MAX_TERMS else SOLVER_HOMOTOPY
+    if solver not in codes:
+        raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
+    return codes[solver]

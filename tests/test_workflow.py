@@ -12,6 +12,7 @@ import pytest
 from conftest import dataset_config
 
 from tfbp_dask import WorkflowConfig, run
+from tfbp_dask.engines import gram
 
 
 def _config(dataset, output_dir: Path, **options) -> WorkflowConfig:
@@ -160,7 +161,12 @@ def test_seed_zero_is_a_seed(tiny_dataset, output_dir, client_two_workers, seed)
     assert outcome.result.topn.seed == 10
 
 
-def test_engines_agree_on_the_significant_terms(small_dataset, output_dir, client_two_workers):
+@pytest.mark.parametrize("solver", ["auto", "homotopy"])
+def test_engines_agree_on_the_significant_terms(
+    small_dataset, output_dir, client_two_workers, monkeypatch, solver
+):
+    if solver == "homotopy":  # the threaded workers share this module
+        monkeypatch.setattr(gram, "CD_MAX_TERMS", 0)
     config = _config(small_dataset, output_dir, n_bootstraps=30, top_n=600, random_state=8)
     reference = run(replace(config, engine="sklearn"), client=client_two_workers).result
     fast = run(replace(config, engine="gram"), client=client_two_workers).result
@@ -174,6 +180,11 @@ def test_engines_agree_on_the_significant_terms(small_dataset, output_dir, clien
             fast_stage.confidence[["lower", "upper"]], ref_stage.confidence[["lower", "upper"]],
             atol=0.02 * scale,
         )  # fmt: skip
+        if solver == "auto":  # few terms in both stages: the coordinate-descent replay
+            np.testing.assert_allclose(
+                fast_stage.fits.coef, ref_stage.fits.coef, rtol=0, atol=1e-10 * scale
+            )
+            np.testing.assert_array_equal(fast_stage.fits.n_iter, ref_stage.fits.n_iter)
     assert list(reference.interactors.final_selection["term"]) == list(
         fast.interactors.final_selection["term"]
     )

@@ -276,7 +276,7 @@ def linear_perturbation_binding_modeling(
         str,
         typer.Option(
             "--engine",
-            help="Fitting engine: gram (fast exact lasso path, default) or sklearn (the reference LassoCV).",
+            help="Fitting engine: gram (compiled solvers on fold Grams, default) or sklearn (one LassoCV per bootstrap, the reference).",
             rich_help_panel=SYSTEM,
         ),
     ] = "gram",

@@ -13,6 +13,9 @@ the script prints milliseconds per bootstrap, the speed-up over ``sklearn``
 and the parity of each engine with ``sklearn`` on the bootstraps both fitted.
 ``gram`` is the engine as the workflow runs it (its path solver chosen by the
 width of the design); ``gram:cd`` and ``gram:homotopy`` force one solver.
+Last, it times the whole default workflow (``gram``, yeast scale, 1000
+bootstraps) on an embedded cluster of 2 worker processes and prints its stage
+walls and peak memory (``bench_workflow.measure_workflow``).
 
 Run from the repository root::
 
@@ -35,6 +38,7 @@ from dataclasses import dataclass  # noqa: E402
 from functools import partial  # noqa: E402
 
 import numpy as np  # noqa: E402
+from bench_workflow import measure_workflow  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from tfbp_dask import datagen, resampling  # noqa: E402
@@ -257,6 +261,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--draw_seed", type=int, default=42, help="bootstrap draw seed")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     parser.add_argument("--top_n_rows", type=int, default=600)
+    parser.add_argument(
+        "--workflow_bootstraps",
+        type=int,
+        default=1000,
+        help="then time the default workflow (gram) at this many bootstraps on an "
+        "embedded cluster of 2 worker processes, with peak memory; 0 skips it",
+    )
     args = parser.parse_args(argv)
 
     params = LassoParams()
@@ -267,6 +278,9 @@ def main(argv: list[str] | None = None) -> None:
     for problem in (yeast, top_n_problem(data, args.top_n_rows)):
         timings = time_engines(problem, counts, args.draw_seed, params, repeats=args.repeats)
         report(problem, timings, params, args.draw_seed)
+    if args.workflow_bootstraps > 0:
+        print(f"\n## whole default workflow, {args.workflow_bootstraps} bootstraps")
+        measure_workflow(["gram"], 6000, 150, args.workflow_bootstraps, workers=2)
 
 
 if __name__ == "__main__":

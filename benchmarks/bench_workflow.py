@@ -47,40 +47,35 @@ def time_workflow(config: WorkflowConfig, client: Client) -> dict[str, float]:
     return walls
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n_genes", type=int, default=6000)
-    parser.add_argument("--n_tfs", type=int, default=150)
-    parser.add_argument("--n_bootstraps", type=int, default=1000)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--engines", nargs="+", default=["gram"])
-    args = parser.parse_args()
-
+def measure_workflow(
+    engines: list[str], n_genes: int, n_tfs: int, n_bootstraps: int, workers: int
+) -> dict[str, dict[str, float]]:
+    """Time the workflow of one TF per engine on a local cluster; print and return the walls."""
     with tempfile.TemporaryDirectory() as scratch:
         directory = Path(scratch)
-        data = make_dataset(n_genes=args.n_genes, n_tfs=args.n_tfs, seed=1)
+        data = make_dataset(n_genes=n_genes, n_tfs=n_tfs, seed=1)
         response, predictors = write_dataset(data, directory / "data")
         tf = data.response.columns[1]
         base = WorkflowConfig(
             response_file=response,
             predictors_file=predictors,
             perturbed_tf=tf,
-            n_bootstraps=args.n_bootstraps,
+            n_bootstraps=n_bootstraps,
             random_state=1,
             output_dir=directory / "out",
         )
         print(
-            f"data: {args.n_genes} genes x {args.n_tfs} TFs, pTF {tf}, "
-            f"{args.n_bootstraps} bootstraps, {args.workers} worker processes x 1 thread"
+            f"data: {n_genes} genes x {n_tfs} TFs, pTF {tf}, "
+            f"{n_bootstraps} bootstraps, {workers} worker processes x 1 thread"
         )
         with (
             LocalCluster(
-                n_workers=args.workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
             ) as cluster,
             Client(cluster) as client,
         ):
             walls = {}
-            for engine in args.engines:
+            for engine in engines:
                 warm = replace(base, engine=engine, n_bootstraps=8)
                 started = time.perf_counter()
                 run(warm, client=client)
@@ -94,16 +89,28 @@ def main() -> None:
                 total = walls[engine]["total"]
                 print(
                     f"{engine:>8}: total {total:.2f} s ({stages}); "
-                    f"{args.n_bootstraps / walls[engine]['all_data']:.0f} stage-1 bootstraps/s; "
+                    f"{n_bootstraps / walls[engine]['all_data']:.0f} stage-1 bootstraps/s; "
                     f"warm-up run {warmup:.1f} s; {walls[engine]['outcome']}"
                 )
-            workers = client.run(_peak_rss_mb)
+            workers_rss = client.run(_peak_rss_mb)
         print(f"peak RSS: client {_peak_rss_mb():.0f} MB; workers " + ", ".join(
-            f"{peak:.0f} MB" for peak in workers.values()
+            f"{peak:.0f} MB" for peak in workers_rss.values()
         ))  # fmt: skip
         if "sklearn" in walls and "gram" in walls:
             ratio = walls["sklearn"]["total"] / walls["gram"]["total"]
             print(f"whole workflow, sklearn / gram wall: {ratio:.1f}x")
+    return walls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n_genes", type=int, default=6000)
+    parser.add_argument("--n_tfs", type=int, default=150)
+    parser.add_argument("--n_bootstraps", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--engines", nargs="+", default=["gram"])
+    args = parser.parse_args()
+    measure_workflow(args.engines, args.n_genes, args.n_tfs, args.n_bootstraps, args.workers)
 
 
 if __name__ == "__main__":

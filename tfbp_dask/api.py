@@ -418,11 +418,13 @@ def _run_loaded(
 ) -> RunOutcome:
     started = time.perf_counter()
     if resume_from is None:
-        run_dir = RunDirectory(config.output_dir, config.perturbed_tf, config.output_suffix)
+        run_dir = RunDirectory(
+            config.output_dir, config.perturbed_tf, config.output_suffix, render=executor.render
+        )
         seed = choose_seed(config.random_state)
         run_dir.save_manifest(_manifest(config, seed))
     else:
-        run_dir = RunDirectory.reopen(resume_from)
+        run_dir = RunDirectory.reopen(resume_from, render=executor.render)
         seed = _check_resumable(resume_from, config)
     handler = _attach_log(run_dir.log_path)
     result = WorkflowResult(config=config, data=data, seed=seed, stage1_terms=[])
@@ -450,6 +452,10 @@ def _run_loaded(
         result.outcome = f"failed: {type(error).__name__}: {error}"
         try:
             run_dir.write_summary(_summary(config, result, executor, time.perf_counter() - started))
+            try:
+                run_dir.write_plots()  # the figures of the stages that finished
+            except Exception as plot_error:  # never hide the run's own error
+                logger.warning("figures of the finished stages not written: %s", plot_error)
         finally:
             _detach_log(handler)
         raise

@@ -5,10 +5,13 @@ worker process per CPU), joins a running scheduler, or wraps a ``Client`` the
 caller already has; it closes only what it created. ``Executor.fit_bootstraps``
 scatters a stage's design matrix and response once, submits the bootstraps in
 chunks as futures, and gathers the results in bootstrap order.
+``Executor.render`` draws a figure on a worker, so that a batch's client only
+writes files.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import socket
@@ -256,6 +259,46 @@ class Executor:
             pending = list(self._in_flight)
         if pending:
             self.client.cancel(pending)
+
+    def render(self, plot: Callable[..., bytes], *args: Any) -> Callable[[], bytes]:
+        """Start drawing ``plot(*args)`` (PNG bytes) on a worker; return what waits for it.
+
+        The returned callable gives the bytes. If the cluster cannot deliver
+        them (the task failed after its retries, was cancelled by ``stop``, or
+        the scheduler is gone), the figure is drawn here instead: a figure is
+        never the reason a run loses its results.
+        """
+        future = self.client.submit(
+            plot,
+            *args,
+            key=f"tfbp-plot-{plot.__name__}-{uuid.uuid4().hex[:12]}",
+            retries=TASK_RETRIES,
+        )
+        with self._lock:
+            self._in_flight.add(future)
+
+        def png() -> bytes:
+            try:
+                while not self._stopping.is_set() and self.client.status == "running":
+                    try:
+                        return future.result(timeout=1.0)
+                    except TimeoutError:
+                        continue
+                logger.warning("drawing %s here: the cluster is stopping", plot.__name__)
+            except (Exception, asyncio.CancelledError) as error:
+                logger.warning(
+                    "drawing %s here: the cluster did not (%s: %s)",
+                    plot.__name__,
+                    type(error).__name__,
+                    _one_line(error),
+                )
+            finally:
+                with self._lock:
+                    self._in_flight.discard(future)
+                future.release()
+            return plot(*args)
+
+        return png
 
     def fit_bootstraps(
         self,

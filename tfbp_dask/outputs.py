@@ -3,7 +3,9 @@
 A run writes into ``{run_dir}.partial/`` and renames it to ``{run_dir}`` only
 when everything is written, so a finished directory is always complete. Every
 table is written as CSV plus a typed Parquet twin; each file is written to a
-temporary name and moved into place.
+temporary name and moved into place. Figures are handed to a *renderer*
+(``render_here`` draws them at once; a run passes one that draws them on the
+Dask workers) and written when they are ready, at the latest before the rename.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -39,6 +41,18 @@ MANIFEST = "run_manifest.json"
 _FIT_COLUMNS = ("bootstrap", "intercept", "alpha", "cv_mse", "n_iter", "r2")
 STAGE_DIRS = {"all_data": "all_data_results", "topn": "topn_results"}
 STAGE_TITLES = {"all_data": "all data", "topn": "top-N"}
+
+
+PlotHandle = Callable[[], bytes]
+"""Gives the PNG bytes of a figure being drawn (waiting for it if needed)."""
+Renderer = Callable[..., PlotHandle]
+"""``render(plot, *args)`` starts drawing ``plot(*args) -> bytes``; returns its handle."""
+
+
+def render_here(plot: Callable[..., bytes], *args: Any) -> PlotHandle:
+    """Draw the figure now, in this process."""
+    png = plot(*args)
+    return lambda: png
 
 
 def timestamp_now() -> str:
@@ -127,10 +141,17 @@ class RunDirectory:
     output_suffix : str
     timestamp : str, optional
         Defaults to now; bumped by a counter if that directory already exists.
+    render : Renderer, optional
+        Draws the figures; by default here, at once.
     """
 
     def __init__(
-        self, output_dir: Path, perturbed_tf: str, output_suffix: str = "", timestamp: str = ""
+        self,
+        output_dir: Path,
+        perturbed_tf: str,
+        output_suffix: str = "",
+        timestamp: str = "",
+        render: Renderer = render_here,
     ) -> None:
         self.timestamp = timestamp or timestamp_now()
         base = f"{perturbed_tf}{output_suffix}_{self.timestamp}"
@@ -143,9 +164,11 @@ class RunDirectory:
         self.path = _partial(final)
         self.path.mkdir(parents=True)
         self.finished = False
+        self._render = render
+        self._pending_plots: list[tuple[Path, PlotHandle]] = []
 
     @classmethod
-    def reopen(cls, partial_path: Path) -> RunDirectory:
+    def reopen(cls, partial_path: Path, render: Renderer = render_here) -> RunDirectory:
         """The ``.partial`` directory of an interrupted run, to finish it."""
         partial_path = Path(partial_path)
         run_dir = cls.__new__(cls)
@@ -154,6 +177,8 @@ class RunDirectory:
         run_dir.path = partial_path
         run_dir.timestamp = _timestamp_of(final.name)
         run_dir.finished = False
+        run_dir._render = render
+        run_dir._pending_plots = []
         return run_dir
 
     @property
@@ -162,6 +187,7 @@ class RunDirectory:
 
     def finish(self) -> Path:
         """Drop the checkpoints, move the complete directory into place; return its path."""
+        self.write_plots()
         shutil.rmtree(self.path / CHECKPOINT_DIR, ignore_errors=True)
         (self.path / MANIFEST).unlink(missing_ok=True)
         if self.final_path.exists():
@@ -170,6 +196,16 @@ class RunDirectory:
         self.path = self.final_path
         self.finished = True
         return self.final_path
+
+    def write_plots(self) -> None:
+        """Write every figure asked for so far, waiting for those still being drawn."""
+        pending, self._pending_plots = self._pending_plots, []
+        for path, handle in pending:
+            with _atomic(path) as temporary:
+                temporary.write_bytes(handle())
+
+    def _plot(self, path: Path, plot: Callable[..., bytes], *args: Any) -> None:
+        self._pending_plots.append((path, self._render(plot, *args)))
 
     def write_inputs(self, result: WorkflowResult) -> None:
         """``input_data/``: processed frames (bootstrap draws come with stage 1)."""
@@ -239,9 +275,13 @@ class RunDirectory:
             f"{STAGE_TITLES[stage.name]}: {len(stage.rows)} features, "
             f"{len(fits.bootstrap)} bootstraps"
         )
-        plots.coefficient_forest(stage.importance, title, plot_dir / "coefficient_cis.png")
-        plots.alpha_distribution(fits.alpha, title, plot_dir / "alpha_distribution.png")
-        plots.selection_frequency(stage.importance, title, plot_dir / "selection_frequency.png")
+        self._plot(
+            plot_dir / "coefficient_cis.png", plots.coefficient_forest, stage.importance, title
+        )
+        self._plot(plot_dir / "alpha_distribution.png", plots.alpha_distribution, fits.alpha, title)
+        self._plot(
+            plot_dir / "selection_frequency.png", plots.selection_frequency, stage.importance, title
+        )
 
     def _write_interactors(self, interactors: InteractorResult) -> None:
         directory = self.path / "interactor_significance"
@@ -255,7 +295,9 @@ class RunDirectory:
             self.path / "interactor_vs_main_result.json",
         )
         title = f"interactor vs main effect ({interactors.method}, {interactors.n_rows} features)"
-        plots.interactor_deltas(interactors.significance, title, plot_dir / "delta_r2.png")
+        self._plot(
+            plot_dir / "delta_r2.png", plots.interactor_deltas, interactors.significance, title
+        )
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(summary, self.path / "input_data" / "data_summary.json")

@@ -1,16 +1,19 @@
 """Diagnostic figures (PNG, headless matplotlib): CIs, chosen alphas, selection frequency, ΔR².
 
-Figures are made with matplotlib's object API (no pyplot state) and one at a
-time: a batch writes plots from several threads, and matplotlib's text layout
-is not thread-safe.
+Every function takes plain tables or arrays and a title and returns the PNG
+bytes, so a figure can be drawn wherever is convenient (a run draws them on
+the Dask workers) and written by the caller. Figures are made with
+matplotlib's object API (no pyplot state) and one at a time per process:
+threaded workers or a batch may draw from several threads, and matplotlib's
+text layout is not thread-safe.
 """
 
 from __future__ import annotations
 
 import functools
+import io
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import ParamSpec
 
 import numpy as np
@@ -22,11 +25,11 @@ _LOCK = threading.Lock()
 _P = ParamSpec("_P")
 
 
-def _one_at_a_time(plot: Callable[_P, None]) -> Callable[_P, None]:
+def _one_at_a_time(plot: Callable[_P, bytes]) -> Callable[_P, bytes]:
     @functools.wraps(plot)
-    def locked(*args: _P.args, **kwargs: _P.kwargs) -> None:
+    def locked(*args: _P.args, **kwargs: _P.kwargs) -> bytes:
         with _LOCK:
-            plot(*args, **kwargs)
+            return plot(*args, **kwargs)
 
     return locked
 
@@ -46,12 +49,14 @@ def _subplots(width: float, height: float, labels: Sequence[str] = ()) -> tuple[
     return figure, figure.add_subplot()
 
 
-def _save(figure: Figure, path: Path) -> None:
-    figure.savefig(path, dpi=100)
+def _png(figure: Figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    return buffer.getvalue()
 
 
 @_one_at_a_time
-def coefficient_forest(importance: pd.DataFrame, title: str, path: Path) -> None:
+def coefficient_forest(importance: pd.DataFrame, title: str) -> bytes:
     """Median and CI of the significant terms plus the top-ranked ones (at most 40)."""
     shown = importance[(importance["significant"]) | (importance["rank"] <= 15)]
     shown = shown.sort_values("rank").head(MAX_TERMS_SHOWN).iloc[::-1]
@@ -64,11 +69,11 @@ def coefficient_forest(importance: pd.DataFrame, title: str, path: Path) -> None
     axis.set_yticks(positions, shown["term"], fontsize=8)
     axis.set_xlabel("coefficient (median and CI over bootstraps; red = significant)")
     axis.set_title(title)
-    _save(figure, path)
+    return _png(figure)
 
 
 @_one_at_a_time
-def alpha_distribution(alphas: np.ndarray, title: str, path: Path) -> None:
+def alpha_distribution(alphas: np.ndarray, title: str) -> bytes:
     """Histogram of the chosen regularisation strength, on a log scale."""
     figure, axis = _subplots(6, 4)
     positive = alphas[alphas > 0]
@@ -78,11 +83,11 @@ def alpha_distribution(alphas: np.ndarray, title: str, path: Path) -> None:
     axis.set_xlabel("log10(chosen alpha)")
     axis.set_ylabel("bootstraps")
     axis.set_title(title)
-    _save(figure, path)
+    return _png(figure)
 
 
 @_one_at_a_time
-def selection_frequency(importance: pd.DataFrame, title: str, path: Path) -> None:
+def selection_frequency(importance: pd.DataFrame, title: str) -> bytes:
     """Share of bootstraps in which each top-ranked term has a non-zero coefficient."""
     shown = importance.sort_values("rank").head(MAX_TERMS_SHOWN).iloc[::-1]
     figure, axis = _subplots(7, 1.5 + 0.28 * max(1, len(shown)), shown["term"])
@@ -92,11 +97,11 @@ def selection_frequency(importance: pd.DataFrame, title: str, path: Path) -> Non
     axis.set_xlim(0, 1)
     axis.set_xlabel("selection frequency (red = significant)")
     axis.set_title(title)
-    _save(figure, path)
+    return _png(figure)
 
 
 @_one_at_a_time
-def interactor_deltas(significance: pd.DataFrame, title: str, path: Path) -> None:
+def interactor_deltas(significance: pd.DataFrame, title: str) -> bytes:
     """ΔR² (main effect − interactor) per interactor, or the lasso coefficients of both."""
     figure, axis = _subplots(
         7, 1.5 + 0.35 * max(1, len(significance)), significance.get("interactor", ())
@@ -117,4 +122,4 @@ def interactor_deltas(significance: pd.DataFrame, title: str, path: Path) -> Non
     axis.axvline(0.0, color="black", linewidth=0.8)
     axis.set_yticks(positions, labels, fontsize=8)
     axis.set_title(title)
-    _save(figure, path)
+    return _png(figure)

@@ -1,0 +1,115 @@
+"""Figures: PNG bytes from plain inputs, drawn on a worker, drawn here when the cluster cannot."""
+
+from __future__ import annotations
+
+import logging
+import struct
+
+import numpy as np
+import pandas as pd
+import pytest
+from distributed import get_worker
+
+from tfbp_dask import plots
+from tfbp_dask.execution import Executor
+from tfbp_dask.outputs import RunDirectory
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _size(png: bytes) -> tuple[int, int]:
+    """Width and height from the IHDR chunk (bytes 16-24 of every PNG)."""
+    assert png[:8] == PNG_SIGNATURE
+    return struct.unpack(">II", png[16:24])
+
+
+def _importance(n_terms: int) -> pd.DataFrame:
+    rng = np.random.default_rng(n_terms)
+    median = rng.normal(size=n_terms)
+    return pd.DataFrame(
+        {
+            "term": [f"TF01:TF{i:02d}" for i in range(n_terms)],
+            "median": median,
+            "lower": median - 1,
+            "upper": median + 1,
+            "significant": np.arange(n_terms) < 2,
+            "selection_frequency": rng.uniform(size=n_terms),
+            "rank": np.arange(1, n_terms + 1),
+        }
+    )
+
+
+def test_every_figure_is_a_png_sized_to_its_content() -> None:
+    few, many = _importance(3), _importance(30)
+    for plot in (plots.coefficient_forest, plots.selection_frequency):
+        width_few, height_few = _size(plot(few, "t"))
+        width_many, height_many = _size(plot(many, "t"))
+        assert width_few == width_many == 700  # 7 inches at 100 dpi
+        assert height_many > height_few  # one row per term shown
+    assert _size(plots.alpha_distribution(np.geomspace(1e-3, 1, 50), "t")) == (600, 400)
+    deltas = pd.DataFrame({"interactor": ["TF01:TF02", "TF01:TF03"], "delta_r2": [0.1, -0.2]})
+    assert _size(plots.interactor_deltas(deltas, "t"))[0] == 700
+
+
+@pytest.fixture
+def executor(client_two_workers):
+    executor = Executor.connect(client=client_two_workers)
+    yield executor
+    executor.close()
+
+
+def _where(label: str) -> bytes:
+    """A stand-in figure whose bytes say where it was drawn."""
+    try:
+        return f"{label}@{get_worker().address}".encode()
+    except ValueError:  # not on a worker
+        return f"{label}@here".encode()
+
+
+def _fails_on_workers(label: str) -> bytes:
+    try:
+        get_worker()
+    except ValueError:
+        return f"{label}@here".encode()
+    raise RuntimeError("no fonts on this worker")
+
+
+def test_render_draws_on_a_worker(executor, client_two_workers) -> None:
+    workers = set(client_two_workers.scheduler_info()["workers"])
+    label, _, where = executor.render(_where, "forest")().decode().partition("@")
+    assert label == "forest" and where in workers
+    png = executor.render(plots.alpha_distribution, np.geomspace(1e-3, 1, 20), "t")()
+    assert png[:8] == PNG_SIGNATURE
+
+
+def test_render_falls_back_here_when_the_worker_fails(executor, caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="tfbp_dask.execution"):
+        assert executor.render(_fails_on_workers, "forest")() == b"forest@here"
+    assert "no fonts on this worker" in caplog.text
+
+
+def test_render_after_stop_draws_here(executor) -> None:
+    handle = executor.render(_where, "late")
+    executor.stop()
+    assert handle() == b"late@here"
+    assert not executor._in_flight
+
+
+def test_run_directory_writes_figures_before_it_is_finished(tmp_path) -> None:
+    handles = []
+
+    def deferred(plot, *args):
+        # Draw nothing until asked, like a figure still on a worker.
+        def handle() -> bytes:
+            handles.append(plot.__name__)
+            return plot(*args)
+
+        return handle
+
+    run_dir = RunDirectory(tmp_path, "TF01", render=deferred)
+    target = run_dir.path / "figure.png"
+    run_dir._plot(target, plots.alpha_distribution, np.geomspace(1e-3, 1, 20), "t")
+    assert not target.exists() and handles == []
+    final = run_dir.finish()
+    assert handles == ["alpha_distribution"]
+    assert (final / "figure.png").read_bytes()[:8] == PNG_SIGNATURE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import pytest
 from conftest import RemoteCluster, dataset_config
 
 from tfbp_dask import WorkflowConfig, resume, run, run_many
+from tfbp_dask.api import _file_record
 from tfbp_dask.errors import InputError
 from tfbp_dask.execution import SchedulerLost, StageFailure
 
@@ -275,3 +277,17 @@ def test_a_task_that_keeps_failing_fails_the_run_clearly(
     (partial,) = (tmp_path / "out").glob("*.partial")
     summary = json.loads((partial / "input_data" / "data_summary.json").read_text())
     assert summary["outcome"].startswith("failed: StageFailure")
+
+
+def test_input_digest_follows_the_file(tmp_path):
+    # Digests are reused across a batch's runs, but never for a changed file.
+    path = tmp_path / "response.csv"
+    path.write_text("gene_id,TF1\ng1,0.5\n")
+    first = _file_record(path)
+    assert first["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    path.write_text("gene_id,TF1\ng1,0.7\n")  # same size, new content
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
+    second = _file_record(path)
+    assert second["bytes"] == first["bytes"]
+    assert second["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() != first["sha256"]

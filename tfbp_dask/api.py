@@ -558,14 +558,25 @@ def _detach_log(handler: logging.Handler) -> None:
 
 
 def _file_record(path: Path | None) -> dict[str, Any] | None:
+    """Path, size and sha256 of an input file (hashed once per version of the file).
+
+    A run records its inputs twice (manifest, summary) and a batch runs many
+    TFs on the same files: the digest is reused while the file's size and
+    modification time are unchanged.
+    """
     if path is None:
         return None
-    content = Path(path).read_bytes()
-    return {
-        "path": str(Path(path).resolve()),
-        "bytes": len(content),
-        "sha256": hashlib.sha256(content).hexdigest(),
-    }
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    key = (str(resolved), stat.st_size, stat.st_mtime_ns)
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        digest = hashlib.sha256(resolved.read_bytes()).hexdigest()
+        _DIGESTS[key] = digest
+    return {"path": str(resolved), "bytes": stat.st_size, "sha256": digest}
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
 
 
 def _package_versions() -> dict[str, str]:

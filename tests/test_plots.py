@@ -8,9 +8,10 @@ import struct
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import dataset_config
 from distributed import get_worker
 
-from tfbp_dask import plots
+from tfbp_dask import plots, run
 from tfbp_dask.execution import Executor
 from tfbp_dask.outputs import RunDirectory
 
@@ -76,40 +77,79 @@ def _fails_on_workers(label: str) -> bytes:
 
 def test_render_draws_on_a_worker(executor, client_two_workers) -> None:
     workers = set(client_two_workers.scheduler_info()["workers"])
-    label, _, where = executor.render(_where, "forest")().decode().partition("@")
+    label, _, where = executor.render(_where, "forest").result().decode().partition("@")
     assert label == "forest" and where in workers
-    png = executor.render(plots.alpha_distribution, np.geomspace(1e-3, 1, 20), "t")()
+    png = executor.render(plots.alpha_distribution, np.geomspace(1e-3, 1, 20), "t").result()
     assert png[:8] == PNG_SIGNATURE
 
 
 def test_render_falls_back_here_when_the_worker_fails(executor, caplog) -> None:
     with caplog.at_level(logging.WARNING, logger="tfbp_dask.execution"):
-        assert executor.render(_fails_on_workers, "forest")() == b"forest@here"
+        assert executor.render(_fails_on_workers, "forest").result() == b"forest@here"
     assert "no fonts on this worker" in caplog.text
 
 
 def test_render_after_stop_draws_here(executor) -> None:
     handle = executor.render(_where, "late")
     executor.stop()
-    assert handle() == b"late@here"
+    assert handle.done()
+    assert handle.result() == b"late@here"
     assert not executor._in_flight
 
 
-def test_run_directory_writes_figures_before_it_is_finished(tmp_path) -> None:
-    handles = []
+class _Deferred:
+    """A figure still being drawn until ``ready`` is set, like one on a busy worker."""
+
+    def __init__(self, plot, args, log) -> None:
+        self.plot, self.args, self.log, self.ready = plot, args, log, False
+
+    def done(self) -> bool:
+        return self.ready
+
+    def result(self) -> bytes:
+        self.log.append(self.plot.__name__)
+        return self.plot(*self.args)
+
+
+def test_run_directory_writes_figures_once_drawn_and_all_before_finishing(tmp_path) -> None:
+    log, handles = [], []
 
     def deferred(plot, *args):
-        # Draw nothing until asked, like a figure still on a worker.
-        def handle() -> bytes:
-            handles.append(plot.__name__)
-            return plot(*args)
-
-        return handle
+        handles.append(_Deferred(plot, args, log))
+        return handles[-1]
 
     run_dir = RunDirectory(tmp_path, "TF01", render=deferred)
-    target = run_dir.path / "figure.png"
-    run_dir._plot(target, plots.alpha_distribution, np.geomspace(1e-3, 1, 20), "t")
-    assert not target.exists() and handles == []
-    final = run_dir.finish()
-    assert handles == ["alpha_distribution"]
-    assert (final / "figure.png").read_bytes()[:8] == PNG_SIGNATURE
+    first, second = run_dir.path / "first.png", run_dir.path / "second.png"
+    run_dir._plot(first, plots.alpha_distribution, np.geomspace(1e-3, 1, 20), "t")
+    run_dir._plot(second, plots.alpha_distribution, np.geomspace(1e-2, 1, 20), "t")
+    run_dir.write_plots(wait=False)
+    assert not first.exists() and not second.exists() and log == []
+    handles[0].ready = True
+    run_dir.write_plots(wait=False)
+    assert first.exists() and not second.exists()
+    final = run_dir.finish()  # waits for the rest
+    assert log == ["alpha_distribution", "alpha_distribution"]
+    assert (final / "second.png").read_bytes()[:8] == PNG_SIGNATURE
+
+
+def test_figures_of_a_stage_are_on_disk_while_the_next_stage_runs(
+    tiny_dataset, tmp_path, client_two_workers
+) -> None:
+    # The all-data figures are submitted before the top-N fits, so by the last
+    # top-N progress report they are drawn and written, before the run ends.
+    output_dir = tmp_path / "results"
+    config = dataset_config(
+        tiny_dataset, output_dir, n_bootstraps=12, random_state=3, top_n=150, chunk_size=1
+    )
+    seen: list[list[str]] = []
+
+    def progress(tf: str, stage: str, done: int, total: int) -> None:
+        if stage.startswith("top") and done == total:
+            (partial,) = output_dir.glob("*.partial")
+            plot_dir = partial / "all_data_results" / "diagnostic_plots"
+            seen.append(sorted(path.name for path in plot_dir.glob("*.png")))
+
+    outcome = run(config, client=client_two_workers, progress=progress)
+    assert outcome.outcome == "completed"
+    expected = ["alpha_distribution.png", "coefficient_cis.png", "selection_frequency.png"]
+    assert seen == [expected]

@@ -79,6 +79,7 @@ class _Listener:
         self.latest: WorkflowResult | None = None
 
     def progress(self, stage: str, done: int, total: int) -> None:
+        self.run_dir.write_plots(wait=False)  # figures of finished stages, once drawn
         if self.hook is not None:
             self.hook(self.tf, stage, done, total)
 

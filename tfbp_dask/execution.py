@@ -260,14 +260,8 @@ class Executor:
         if pending:
             self.client.cancel(pending)
 
-    def render(self, plot: Callable[..., bytes], *args: Any) -> Callable[[], bytes]:
-        """Start drawing ``plot(*args)`` (PNG bytes) on a worker; return what waits for it.
-
-        The returned callable gives the bytes. If the cluster cannot deliver
-        them (the task failed after its retries, was cancelled by ``stop``, or
-        the scheduler is gone), the figure is drawn here instead: a figure is
-        never the reason a run loses its results.
-        """
+    def render(self, plot: Callable[..., bytes], *args: Any) -> ClusterFigure:
+        """Start drawing ``plot(*args)`` (PNG bytes) on a worker."""
         future = self.client.submit(
             plot,
             *args,
@@ -276,29 +270,7 @@ class Executor:
         )
         with self._lock:
             self._in_flight.add(future)
-
-        def png() -> bytes:
-            try:
-                while not self._stopping.is_set() and self.client.status == "running":
-                    try:
-                        return future.result(timeout=1.0)
-                    except TimeoutError:
-                        continue
-                logger.warning("drawing %s here: the cluster is stopping", plot.__name__)
-            except (Exception, asyncio.CancelledError) as error:
-                logger.warning(
-                    "drawing %s here: the cluster did not (%s: %s)",
-                    plot.__name__,
-                    type(error).__name__,
-                    _one_line(error),
-                )
-            finally:
-                with self._lock:
-                    self._in_flight.discard(future)
-                future.release()
-            return plot(*args)
-
-        return png
+        return ClusterFigure(self, future, plot, args)
 
     def fit_bootstraps(
         self,
@@ -422,6 +394,49 @@ class Executor:
             f"{label}: bootstraps {ids[0]}-{ids[-1]} failed after {TASK_RETRIES} retries: "
             f"{type(error).__name__}: {_one_line(error)}"
         )
+
+
+@dataclass
+class ClusterFigure:
+    """A figure being drawn on the cluster (see ``Executor.render``).
+
+    ``result`` gives the PNG bytes. If the cluster cannot deliver them (the
+    task failed after its retries, was cancelled by ``stop``, or the scheduler
+    is gone), the figure is drawn here instead: a figure is never the reason a
+    run loses its results.
+    """
+
+    executor: Executor
+    future: Any
+    plot: Callable[..., bytes]
+    args: tuple
+
+    def done(self) -> bool:
+        """True when ``result`` will not wait for the cluster."""
+        executor = self.executor
+        return self.future.done() or executor.stopping or executor.client.status != "running"
+
+    def result(self) -> bytes:
+        executor, name = self.executor, self.plot.__name__
+        try:
+            while not executor.stopping and executor.client.status == "running":
+                try:
+                    return self.future.result(timeout=1.0)
+                except TimeoutError:
+                    continue
+            logger.warning("drawing %s here: the cluster is stopping", name)
+        except (Exception, asyncio.CancelledError) as error:
+            logger.warning(
+                "drawing %s here: the cluster did not (%s: %s)",
+                name,
+                type(error).__name__,
+                _one_line(error),
+            )
+        finally:
+            with executor._lock:
+                executor._in_flight.discard(self.future)
+            self.future.release()
+        return self.plot(*self.args)
 
 
 def _chunks(ids: np.ndarray, size: int) -> list[np.ndarray]:

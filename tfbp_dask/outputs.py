@@ -18,9 +18,10 @@ import os
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -43,16 +44,34 @@ STAGE_DIRS = {"all_data": "all_data_results", "topn": "topn_results"}
 STAGE_TITLES = {"all_data": "all data", "topn": "top-N"}
 
 
-PlotHandle = Callable[[], bytes]
-"""Gives the PNG bytes of a figure being drawn (waiting for it if needed)."""
+class PlotHandle(Protocol):
+    """A figure being drawn."""
+
+    def done(self) -> bool:
+        """True when ``result`` will not wait."""
+
+    def result(self) -> bytes:
+        """The PNG bytes (waiting for them if needed)."""
+
+
 Renderer = Callable[..., PlotHandle]
 """``render(plot, *args)`` starts drawing ``plot(*args) -> bytes``; returns its handle."""
 
 
+@dataclass(frozen=True)
+class _Drawn:
+    png: bytes
+
+    def done(self) -> bool:
+        return True
+
+    def result(self) -> bytes:
+        return self.png
+
+
 def render_here(plot: Callable[..., bytes], *args: Any) -> PlotHandle:
     """Draw the figure now, in this process."""
-    png = plot(*args)
-    return lambda: png
+    return _Drawn(plot(*args))
 
 
 def timestamp_now() -> str:
@@ -197,12 +216,16 @@ class RunDirectory:
         self.finished = True
         return self.final_path
 
-    def write_plots(self) -> None:
-        """Write every figure asked for so far, waiting for those still being drawn."""
-        pending, self._pending_plots = self._pending_plots, []
-        for path, handle in pending:
-            with _atomic(path) as temporary:
-                temporary.write_bytes(handle())
+    def write_plots(self, wait: bool = True) -> None:
+        """Write the figures asked for so far: all of them, or (``wait=False``) those ready."""
+        still_drawn = []
+        for path, handle in self._pending_plots:
+            if wait or handle.done():
+                with _atomic(path) as temporary:
+                    temporary.write_bytes(handle.result())
+            else:
+                still_drawn.append((path, handle))
+        self._pending_plots = still_drawn
 
     def _plot(self, path: Path, plot: Callable[..., bytes], *args: Any) -> None:
         self._pending_plots.append((path, self._render(plot, *args)))
@@ -218,7 +241,10 @@ class RunDirectory:
         write_table(predictors, directory / "processed_predictors")
 
     def write_stage(self, result: WorkflowResult, stage: str) -> None:
-        """Files of one finished stage (``all_data``, ``topn`` or ``interactors``)."""
+        """Files of one finished stage (``all_data``, ``topn`` or ``interactors``).
+
+        Its figures are written once drawn (``write_plots``), at the latest by ``finish``.
+        """
         if stage == "interactors":
             assert result.interactors is not None
             self._write_interactors(result.interactors)

@@ -108,21 +108,19 @@ def write_table(frame: pd.DataFrame | dict[str, np.ndarray], path_without_suffix
 
 
 def _write_csv(frame: pd.DataFrame | dict[str, np.ndarray], table: pa.Table, path: Path) -> None:
+    """Header by Python's csv module, body streamed to the file by Arrow."""
     header = io.StringIO()
     csv.writer(header, lineterminator="\n").writerow([str(c) for c in table.column_names])
     try:
-        body = io.BytesIO()
-        pa_csv.write_csv(
-            table,
-            body,
-            write_options=pa_csv.WriteOptions(include_header=False, quoting_style="none"),
-        )
+        with pa.OSFile(str(path), "wb") as handle:
+            handle.write(header.getvalue().encode())
+            pa_csv.write_csv(
+                table,
+                handle,
+                write_options=pa_csv.WriteOptions(include_header=False, quoting_style="none"),
+            )
     except pa.ArrowInvalid:  # a value needs quoting (a comma in an id): pandas quotes it
         pd.DataFrame(frame).to_csv(path, index=False, lineterminator="\n")
-        return
-    with open(path, "wb") as handle:
-        handle.write(header.getvalue().encode())
-        handle.write(body.getvalue())
 
 
 @contextmanager

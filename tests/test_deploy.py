@@ -143,3 +143,21 @@ def test_sbatch_script_runs_the_driver():
     assert text.startswith("#!")
     assert "#SBATCH" in text
     assert "run_batch.py" in text
+
+
+def test_slurm_driver_defaults_are_the_commands(monkeypatch):
+    import importlib.util
+
+    from tfbp_dask import WorkflowConfig
+
+    spec = importlib.util.spec_from_file_location("run_batch", SLURM_DRIVER)
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
+    args = driver.parse_args(["--response_file", "r", "--predictors_file", "p"] + [
+        "--perturbed_tfs_file", "t"
+    ])  # fmt: skip
+    (config,) = driver.build_configs(args, ["TF1"])
+    defaults = WorkflowConfig(Path("r"), Path("p"), "TF1")
+    for name in ("n_bootstraps", "top_n", "all_data_ci_level", "topn_ci_level", "max_iter",
+                 "engine", "chunk_size", "random_state", "output_dir"):  # fmt: skip
+        assert getattr(config, name) == getattr(defaults, name), name

@@ -31,6 +31,7 @@ TF failed, 2 for a bad option or input.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import shlex
 import sys
@@ -40,11 +41,13 @@ from pathlib import Path
 from distributed import Client  # noqa: TID251 - this driver owns its Dask client
 
 from tfbp_dask import BatchEntry, WorkflowConfig, run_many
-from tfbp_dask.config import DEFAULT_OUTPUT_DIR, OptionError
+from tfbp_dask.config import OptionError
 from tfbp_dask.errors import ClusterUnavailable, InputError
 
 INSTALL_HINT = 'dask-jobqueue is required: python -m pip install "dask-jobqueue>=0.8"'
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+# Model option defaults are the library's, so that this driver cannot drift from the command.
+DEFAULTS = {field.name: field.default for field in dataclasses.fields(WorkflowConfig)}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -64,21 +67,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="Perturbed TFs, one per line; blank lines and lines starting with # are skipped.",
     )
     inputs.add_argument("--blacklist_file", type=Path, default=None)
-    inputs.add_argument("--output_dir", type=Path, default=DEFAULT_OUTPUT_DIR)
+    inputs.add_argument("--output_dir", type=Path, default=DEFAULTS["output_dir"])
     inputs.add_argument("--output_suffix", default="")
 
     model = parser.add_argument_group("model options (as for the command line)")
-    model.add_argument("--n_bootstraps", type=int, default=1000)
-    model.add_argument("--random_state", type=int, default=None)
-    model.add_argument("--top_n", type=int, default=600)
-    model.add_argument("--all_data_ci_level", type=float, default=98.0)
-    model.add_argument("--topn_ci_level", type=float, default=90.0)
-    model.add_argument("--max_iter", type=int, default=10000)
+    for name, kind in (
+        ("n_bootstraps", int),
+        ("random_state", int),
+        ("top_n", int),
+        ("all_data_ci_level", float),
+        ("topn_ci_level", float),
+        ("max_iter", int),
+        ("engine", str),
+        ("chunk_size", int),
+    ):
+        model.add_argument(f"--{name}", type=kind, default=DEFAULTS[name])
     model.add_argument("--iterative_dropout", action="store_true")
     model.add_argument("--stage4_lasso", action="store_true")
     model.add_argument("--stage4_topn", action="store_true")
-    model.add_argument("--engine", default="sklearn")
-    model.add_argument("--chunk_size", type=int, default=None)
     model.add_argument(
         "--max_concurrent_tfs",
         type=int,

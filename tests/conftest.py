@@ -5,6 +5,7 @@ Clusters are made here and closed here; they listen on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -13,9 +14,25 @@ from pathlib import Path
 
 import pytest
 from distributed import Client, LocalCluster
+from hypothesis import HealthCheck
 
 from tfbp_dask import WorkflowConfig
 from tfbp_dask.datagen import make_dataset, write_dataset
+
+# Property-based tests: fixed examples by default, so that a run is reproducible.
+# TFBP_FUZZ_SCALE=10 tries ten times as many, freshly drawn ones (a deeper search, by hand).
+FUZZ_SCALE = float(os.environ.get("TFBP_FUZZ_SCALE", "1"))
+FUZZ_SETTINGS = {
+    "deadline": None,
+    "derandomize": "TFBP_FUZZ_SCALE" not in os.environ,
+    "database": None,
+    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+}
+
+
+def fuzz_examples(count: int) -> int:
+    """``count`` scaled by ``TFBP_FUZZ_SCALE`` (at least 1)."""
+    return max(1, round(count * FUZZ_SCALE))
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,10 @@ Derandomised (same cases every run) unless ``TFBP_FUZZ_SCALE`` is set.
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from conftest import FUZZ_SETTINGS, fuzz_examples
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from tfbp_dask import resampling
@@ -30,16 +29,6 @@ from tfbp_dask.engines import LassoParams, gram
 from tfbp_dask.engines import sklearn as sk_engine
 
 PARAMS = LassoParams()
-SETTINGS = {
-    "deadline": None,
-    "derandomize": "TFBP_FUZZ_SCALE" not in os.environ,
-    "suppress_health_check": [HealthCheck.too_slow],
-    "database": None,
-}
-
-
-def examples(default: int) -> int:
-    return int(default * float(os.environ.get("TFBP_FUZZ_SCALE", "1")))
 
 
 @st.composite
@@ -74,7 +63,7 @@ def _usable(problem: dict) -> bool:
     return True
 
 
-@settings(max_examples=examples(60), **SETTINGS)
+@settings(max_examples=fuzz_examples(60), **FUZZ_SETTINGS)
 @given(problem=problems())
 def test_cd_replays_lasso_cv(problem: dict) -> None:
     assume(_usable(problem))
@@ -88,7 +77,7 @@ def test_cd_replays_lasso_cv(problem: dict) -> None:
     np.testing.assert_allclose(cd.intercept, ref.intercept, rtol=1e-8, atol=1e-8 * scale)
 
 
-@settings(max_examples=examples(100), **SETTINGS)
+@settings(max_examples=fuzz_examples(100), **FUZZ_SETTINGS)
 @given(problem=problems())
 def test_homotopy_solves_the_lasso_it_chose(problem: dict) -> None:
     assume(_usable(problem))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import decimal
 import logging
 import math
-import os
 import random
 import re
 from collections import Counter
@@ -33,7 +32,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import HealthCheck, assume, event, given, settings
+from conftest import FUZZ_SETTINGS, fuzz_examples
+from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
 from tfbp_dask import api
@@ -58,20 +58,6 @@ JUNK = (
     "+-1", "1 2", "∞", "inf", "-Infinity", "1e400", "-1e400", "n.d.", "\t", "   ", "a\nb", "é",
     "\x00", "1\x00",
 )  # fmt: skip
-
-# Fixed examples by default, so that a run is reproducible. TFBP_FUZZ_SCALE=10 tries ten times
-# as many, freshly drawn ones (a deeper search, by hand).
-FUZZ_SCALE = float(os.environ.get("TFBP_FUZZ_SCALE", "1"))
-SETTINGS = {
-    "deadline": None,
-    "derandomize": "TFBP_FUZZ_SCALE" not in os.environ,
-    "database": None,
-    "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-}
-
-
-def examples(count: int) -> int:
-    return max(1, round(count * FUZZ_SCALE))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -486,7 +472,7 @@ def valid_files(workdir: Path, valid_dataset: Dataset) -> dict[str, Path]:
 # 1. Harmless changes read exactly as the clean file
 
 
-@settings(max_examples=examples(150), **SETTINGS)
+@settings(max_examples=fuzz_examples(150), **FUZZ_SETTINGS)
 @given(dataset=datasets(), response_style=styles, predictors_style=styles)
 def test_harmless_variants_read_exactly(dataset, response_style, predictors_style, workdir):
     _tried("harmless CSV variants")
@@ -768,7 +754,7 @@ def _decodes(raw: bytes) -> bool:
     return True
 
 
-@settings(max_examples=examples(250), **SETTINGS)
+@settings(max_examples=fuzz_examples(250), **FUZZ_SETTINGS)
 @given(case=mangled_cases())
 def test_mangled_tables_load_or_fail_cleanly(case, workdir):
     _tried("mangled CSV tables")
@@ -801,7 +787,7 @@ csv_alphabet = st.sampled_from(
 )
 
 
-@settings(max_examples=examples(120), **SETTINGS)
+@settings(max_examples=fuzz_examples(120), **FUZZ_SETTINGS)
 @given(
     role=st.sampled_from(("response", "predictors")),
     prefix=st.sampled_from((b"", b"gene_id,TF01,TF03\n", b'"gene_id","TF03"\r\n', b"\xef\xbb\xbf")),
@@ -843,7 +829,7 @@ def _lines(text: str) -> list[str]:
     return re.split(r"\r\n|\r|\n", text)
 
 
-@settings(max_examples=examples(80), **SETTINGS)
+@settings(max_examples=fuzz_examples(80), **FUZZ_SETTINGS)
 @given(
     content=st.one_of(
         st.binary(max_size=200),
@@ -894,7 +880,7 @@ variable_names = st.one_of(
 )
 
 
-@settings(max_examples=examples(60), **SETTINGS)
+@settings(max_examples=fuzz_examples(60), **FUZZ_SETTINGS)
 @given(
     add=st.lists(variable_names, max_size=3),
     exclude=st.lists(variable_names, max_size=3),
@@ -1054,7 +1040,7 @@ PARQUET_LAYOUTS = (
 CLEAN_LAYOUTS = set(PARQUET_LAYOUTS[:6])
 
 
-@settings(max_examples=examples(80), **SETTINGS)
+@settings(max_examples=fuzz_examples(80), **FUZZ_SETTINGS)
 @given(
     case=parquet_frames(),
     role=st.sampled_from(("response", "predictors")),
@@ -1276,7 +1262,7 @@ OPTION_VALUES = {
 }
 
 
-@settings(max_examples=examples(40), **SETTINGS)
+@settings(max_examples=fuzz_examples(40), **FUZZ_SETTINGS)
 @given(
     options=st.dictionaries(
         st.sampled_from(sorted(OPTION_VALUES)), st.none(), min_size=1, max_size=3
@@ -1305,7 +1291,7 @@ def test_cli_option_values(options, valid_files, workdir, capsys):
     assert any(name in line for name in mentions), (line, invalid)
 
 
-@settings(max_examples=examples(40), **SETTINGS)
+@settings(max_examples=fuzz_examples(40), **FUZZ_SETTINGS)
 @given(case=mangled_cases())
 def test_cli_mangled_files(case, workdir, capsys):
     _tried("command line with mangled files")

@@ -11,6 +11,11 @@ bootstraps each, pooled), for both path solvers:
   that tolerance (the issue's parity thresholds);
   ``test_homotopy_exact_against_tight_sklearn`` shows the differences vanish
   when scikit-learn is run to a tight tolerance.
+
+The default solver at the widths of stage 1 (more than ``CD_MAX_TERMS``
+terms) is the homotopy; ``WIDE_SETS`` (1500-3000 genes, 60-150 correlated
+terms, 88 bootstraps pooled) check it there with the same thresholds, and
+that both engines find the same significant terms at the default CI levels.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LassoCV, lars_path_gram
 
-from tfbp_dask import datagen, resampling
+from tfbp_dask import datagen, resampling, stats
 from tfbp_dask.engines import ENGINES, BootstrapFits, LassoParams, get_engine, gram
 from tfbp_dask.engines import sklearn as sk_engine
 from tfbp_dask.engines._gram_kernels import _centred_problem, _homotopy, _test_mse
@@ -52,6 +57,19 @@ def _resamples(
     draws = resampling.bootstrap_draws(len(classes), n_bootstraps, seed)
     weights = resampling.draws_to_weights(draws, normalize=normalize)
     return bootstrap, weights, resampling.bootstrap_test_folds(classes, bootstrap)
+
+
+def _wide_problem(
+    n_genes: int, n_tfs: int, n_partners: int, effect: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As ``_problem``, with ``n_partners`` planted interactions of size ``effect``."""
+    data = datagen.make_dataset(
+        n_genes=n_genes, n_tfs=n_tfs, n_partners=n_partners, effect=effect, seed=seed
+    )
+    binding = data.predictors.iloc[:, 1:].to_numpy()
+    ptf = binding[:, 0]
+    y = data.response.iloc[:, 1].to_numpy()
+    return ptf[:, None] * binding[:, 1:], y, resampling.stratification_classes(ptf, BINS)
 
 
 def _grid_distance(alpha_a: np.ndarray, alpha_b: np.ndarray) -> np.ndarray:
@@ -449,3 +467,60 @@ def test_cd_sweep_cap_matches_sklearn() -> None:
     assert (fits.n_iter <= 2).all()
     np.testing.assert_allclose(fits.alpha, ref.alpha, rtol=1e-12)
     np.testing.assert_allclose(fits.coef, ref.coef, rtol=0, atol=1e-10 * np.abs(ref.coef).max())
+
+
+# --------------------------------------------------------------------------- parity at yeast widths
+
+# Wider than CD_MAX_TERMS, so the default solver is the homotopy: (n_genes,
+# n_tfs, planted partners, effect, seed, bootstraps). The pTF x TF columns
+# are correlated (mean |r| about 0.28); the planted partners give 2 to 16
+# significant terms, some of them near the edge of their interval.
+WIDE_SETS = [
+    (1500, 61, 8, 0.3, 40, 32),
+    (2000, 101, 12, 0.25, 41, 24),
+    (2000, 101, 2, 1.0, 43, 20),
+    (3000, 151, 16, 0.2, 42, 12),
+]
+CI_LEVELS = (90.0, 98.0)  # the top-N and all-data defaults
+
+
+@pytest.fixture(scope="module")
+def wide_parity() -> list[tuple[BootstrapFits, BootstrapFits]]:
+    """(sklearn fits, default gram fits) on every wide set, same weights and folds."""
+    results = []
+    for n_genes, n_tfs, n_partners, effect, seed, n_bootstraps in WIDE_SETS:
+        X, y, classes = _wide_problem(n_genes, n_tfs, n_partners, effect, seed)
+        assert gram.solver_name(X.shape[1]) == "homotopy"
+        bootstrap, weights, folds = _resamples(classes, n_bootstraps, seed + 10)
+        reference = sk_engine.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+        fast = gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+        results.append((reference, fast))
+    return results
+
+
+def test_wide_chosen_alpha_parity(wide_parity) -> None:
+    distance = np.concatenate([_grid_distance(ref.alpha, fast.alpha) for ref, fast in wide_parity])
+    assert len(distance) == sum(entry[-1] for entry in WIDE_SETS)
+    assert np.abs(distance).max() <= 1
+    assert np.mean(distance == 0) >= 0.90
+
+
+def test_wide_coef_parity(wide_parity) -> None:
+    worst = np.concatenate(
+        [
+            np.abs(ref.coef - fast.coef).max(axis=1) / np.abs(ref.coef).max()
+            for ref, fast in wide_parity
+        ]
+    )
+    assert np.percentile(worst, 95) <= 0.01
+
+
+@pytest.mark.parametrize("ci_level", CI_LEVELS)
+def test_wide_significant_sets_identical(wide_parity, ci_level: float) -> None:
+    n_significant = 0
+    for ref, fast in wide_parity:
+        expected = stats.significant_mask(*stats.percentile_ci(ref.coef, ci_level))
+        found = stats.significant_mask(*stats.percentile_ci(fast.coef, ci_level))
+        np.testing.assert_array_equal(found, expected)
+        n_significant += int(expected.sum())
+    assert n_significant >= 30  # not a comparison of empty sets

@@ -270,11 +270,20 @@ def _cd_seeds(bootstrap: np.ndarray, n_alphas: int, code: int) -> np.ndarray:
     return seeds
 
 
+def solver_name(n_terms: int, solver: str = "auto") -> str:
+    """The path solver ``fit_bootstraps`` runs on a design of ``n_terms`` terms.
+
+    ``"auto"`` is ``"cd"`` for at most ``CD_MAX_TERMS`` terms, else ``"homotopy"``.
+    """
+    if solver == "auto":
+        return "cd" if n_terms <= CD_MAX_TERMS else "homotopy"
+    return solver
+
+
 def _solver_code(solver: str, n_terms: int) -> int:
     """Kernel code of a solver name (``"cd_cyclic"``: cyclic order, for tests)."""
     codes = {"cd": SOLVER_CD_RANDOM, "cd_cyclic": SOLVER_CD, "homotopy": SOLVER_HOMOTOPY}
-    if solver == "auto":
-        return SOLVER_CD_RANDOM if n_terms <= CD_MAX_TERMS else SOLVER_HOMOTOPY
-    if solver not in codes:
+    name = solver_name(n_terms, solver)
+    if name not in codes:
         raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
-    return codes[solver]
+    return codes[name]

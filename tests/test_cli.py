@@ -223,6 +223,27 @@ def test_bad_option_exits_2_with_one_line(option, value, expected, tmp_path, cap
     assert expected in line
 
 
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        # 6 top-N rows in bins of 3 and 3.
+        (["--top_n", "6", "--bins", "0,3,np.inf"], ("top-N stage (6 rows, --top_n 6", "(0, 3]")),
+        # 39 rows (the pTF's own is left out) in 14 bins of at most 3.
+        (
+            ["--bins", ",".join(str(edge) for edge in range(0, 40, 3)) + ",np.inf"],
+            ("all-data stage (39 rows", "(0, 3]"),
+        ),
+    ],
+)
+def test_infeasible_stratification_exits_2_before_any_fit(options, expected, tmp_path, capsys):
+    response, predictors = valid_files(tmp_path)
+    argv = [COMMAND, "--response_file", str(response), "--predictors_file", str(predictors),
+            "--perturbed_tf", PERTURBED_TF, "--n_bootstraps", "10", *options]  # fmt: skip
+    line = _expect_exit_2(argv, capsys, tmp_path / "out")
+    for part in (*expected, "holds 3", "every bin holds fewer than 4 rows", PERTURBED_TF):
+        assert part in line
+
+
 def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
     response, predictors = valid_files(tmp_path)
     done = _cli(

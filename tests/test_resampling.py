@@ -15,6 +15,7 @@ from tfbp_dask.resampling import (
     cv_fold_labels,
     draws_to_weights,
     stratification_classes,
+    stratification_problem,
 )
 
 
@@ -91,3 +92,24 @@ def test_fold_labels_match_stratified_kfold_on_random_layouts(layout):
 def test_no_class_large_enough_is_refused():
     with pytest.raises(ValueError, match="at least 4 rows"):
         cv_fold_labels(np.array([1, 1, 2, 2, 3]), 0)
+
+
+@pytest.mark.parametrize("layout", range(40))
+def test_stratification_problem_exactly_when_stratified_kfold_fails(layout):
+    rng = np.random.default_rng(100 + layout)
+    n = int(rng.integers(4, 30))
+    edges = sorted(rng.choice(np.arange(1, 40), size=int(rng.integers(1, 12)), replace=False))
+    bins = (0, *edges, np.inf)
+    classes = stratification_classes(rng.gamma(0.7, 1.0, size=n), bins)
+    problem = stratification_problem(classes, bins)
+    splitter = StratifiedKFold(n_splits=4, shuffle=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # small classes are expected here
+        try:
+            list(splitter.split(np.zeros(n), classes))
+        except ValueError:
+            assert problem is not None
+            counts = np.bincount(classes, minlength=len(bins))[1:]
+            assert f"holds {counts.max()});" in problem
+        else:
+            assert problem is None

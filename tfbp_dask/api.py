@@ -31,7 +31,13 @@ from .errors import InputError
 from .execution import Executor
 from .inputs import ModelingData, prepare_modeling_data, read_blacklist, read_table
 from .outputs import PARTIAL_SUFFIX, RunDirectory, read_manifest, timestamp_now, write_table
-from .workflow import TOPN_SEED_OFFSET, WorkflowResult, choose_seed, run_workflow
+from .workflow import (
+    TOPN_SEED_OFFSET,
+    WorkflowResult,
+    check_folds,
+    choose_seed,
+    run_workflow,
+)
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -378,11 +384,11 @@ class _InputCache:
 
 
 def _prepare(config: WorkflowConfig, cache: _InputCache) -> ModelingData:
-    """Read (cached) and align the inputs of one TF."""
+    """Read (cached) and align the inputs of one TF; check its stages can be cross-validated."""
     response = cache.table(config.response_file, "response")
     predictors = cache.table(config.predictors_file, "predictors")
     blacklist = cache.blacklist(config.blacklist_file)
-    return prepare_modeling_data(
+    data = prepare_modeling_data(
         response,
         predictors,
         config.perturbed_tf,
@@ -392,6 +398,8 @@ def _prepare(config: WorkflowConfig, cache: _InputCache) -> ModelingData:
         add_model_variables=config.add_model_variables,
         exclude_interactor_variables=config.exclude_interactor_variables,
     )
+    check_folds(config, data)
+    return data
 
 
 def available_tfs(response_file: Path, predictors_file: Path) -> list[str]:

@@ -21,12 +21,14 @@ from . import stats
 from .config import WorkflowConfig
 from .design import Term, design_matrix, stage1_terms, top_n_rows
 from .engines import BootstrapFits, LassoParams
+from .errors import InputError
 from .inputs import ModelingData
 from .interactors import InteractorResult, evaluate_interactors
 from .resampling import (
     N_FOLDS,
     bootstrap_draws,
     stratification_classes,
+    stratification_problem,
 )
 
 logger = logging.getLogger(__name__)
@@ -148,6 +150,34 @@ def choose_seed(random_state: int | None) -> int:
     if random_state is not None:
         return int(random_state)
     return secrets.randbelow(MAX_SEED + 1)
+
+
+def check_folds(config: WorkflowConfig, data: ModelingData) -> None:
+    """Fail before any fit if a stage's rows cannot be split into stratified folds.
+
+    Stage 1 (and stage 4 without ``--stage4_topn``) models every row, the
+    top-N stage (and stage 4 with it) the top-N rows; both row sets are known
+    from the inputs alone.
+
+    Raises
+    ------
+    InputError
+        One line naming the stage, ``--bins`` and the largest bin's count.
+    """
+    ptf = data.perturbed_tf
+    binding = data.predictors[ptf]
+    topn = top_n_rows(binding, config.top_n)
+    stages = [("all-data stage", binding.index, "")]
+    if len(topn) >= N_FOLDS:  # fewer top-N rows end the run normally at stage 2
+        stages.append(("top-N stage", topn, f", --top_n {config.top_n}"))
+    bins = config.options_record()["bins"]
+    for stage, rows, option in stages:
+        classes = stratification_classes(binding.loc[rows].to_numpy(), config.bins)
+        problem = stratification_problem(classes, config.bins)
+        if problem is not None:
+            raise InputError(
+                f"{ptf}: the {stage} ({len(rows)} rows{option}, --bins {bins}): {problem}"
+            )
 
 
 def run_workflow(

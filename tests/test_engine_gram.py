@@ -205,14 +205,22 @@ def test_homotopy_partial_path_and_step_cap() -> None:
     Q, q = _random_problem(rng, 100, 12)
     alphas = np.geomspace(np.abs(q).max(), np.abs(q).max() * 1e-3, 100)
     full = np.empty((100, 12))
-    steps_full = _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 100, 10_000, full)
+    steps_full, cut = _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 100, 10_000, full)
+    assert not cut
     part = np.full((100, 12), np.nan)
-    steps_part = _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 40, 10_000, part)
+    steps_part, cut = _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 40, 10_000, part)
     np.testing.assert_array_equal(part[:40], full[:40])
-    assert np.isnan(part[40:]).all() and 0 < steps_part <= steps_full
+    assert np.isnan(part[40:]).all() and 0 < steps_part <= steps_full and not cut
     assert not full[0].any()  # alpha_max: exactly zero
     capped = np.empty((100, 12))
-    assert _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 100, 3, capped) == 3
+    assert _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 100, 3, capped) == (3, True)
+    # A cap equal to the steps the path needs does not cut it.
+    exact = np.empty((100, 12))
+    assert _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 100, steps_full, exact) == (
+        steps_full,
+        False,
+    )
+    np.testing.assert_array_equal(exact, full)
 
 
 def test_homotopy_collinear_and_constant_columns() -> None:
@@ -296,6 +304,7 @@ def test_cd_replays_sklearn_to_rounding(parity) -> None:
         cd = fast["cd"]
         np.testing.assert_allclose(cd.alpha, ref.alpha, rtol=1e-12)
         np.testing.assert_array_equal(cd.n_iter, ref.n_iter)
+        np.testing.assert_array_equal(cd.max_iter_reached, ref.max_iter_reached)
         np.testing.assert_allclose(cd.coef, ref.coef, rtol=0, atol=1e-10 * np.abs(ref.coef).max())
         np.testing.assert_allclose(cd.intercept, ref.intercept, rtol=0, atol=1e-10 * y.std())
         np.testing.assert_allclose(cd.cv_mse, ref.cv_mse, rtol=1e-10)
@@ -450,10 +459,12 @@ def test_n_iter_counts_refit_homotopy_steps() -> None:
     fits = gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS, solver="homotopy")
     # Every non-zero coefficient but the first entered at a kink passed.
     assert (fits.n_iter >= fits.n_nonzero - 1).all() and (fits.n_iter < PARAMS.max_iter).all()
+    assert not fits.max_iter_reached.any()
     capped = gram.fit_bootstraps(
         X, y, bootstrap, weights, folds, LassoParams(max_iter=1), solver="homotopy"
     )
     assert (capped.n_iter <= 1).all() and np.isfinite(capped.coef).all()
+    assert capped.max_iter_reached.all()  # every fold path needs more than one step
 
 
 def test_cd_sweep_cap_matches_sklearn() -> None:
@@ -465,6 +476,9 @@ def test_cd_sweep_cap_matches_sklearn() -> None:
     fits = gram.fit_bootstraps(X, y, bootstrap, weights, folds, capped, solver="cd")
     np.testing.assert_array_equal(fits.n_iter, ref.n_iter)
     assert (fits.n_iter <= 2).all()
+    # Not converging is flagged where scikit-learn warns (recorded by the sklearn engine).
+    assert ref.max_iter_reached.all()
+    np.testing.assert_array_equal(fits.max_iter_reached, ref.max_iter_reached)
     np.testing.assert_allclose(fits.alpha, ref.alpha, rtol=1e-12)
     np.testing.assert_allclose(fits.coef, ref.coef, rtol=0, atol=1e-10 * np.abs(ref.coef).max())
 

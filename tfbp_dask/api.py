@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import WorkflowConfig
-from .engines import BootstrapFits
+from .engines import N_ITER_MEANING, BootstrapFits
 from .errors import InputError
 from .execution import Executor
 from .inputs import ModelingData, prepare_modeling_data, read_blacklist, read_table
@@ -610,6 +610,9 @@ def _summary(
                 "ci_level": stage.ci_level,
                 "terms": [term.name for term in stage.terms],
                 "significant_terms": [term.name for term in stage.significant_terms],
+                "solver": stage.solver,
+                "n_iter_counts": N_ITER_MEANING[stage.solver],
+                "n_fits_max_iter_reached": int(stage.fits.max_iter_reached.sum()),
                 "dropout_rounds": [
                     {"round": r.round, "ci_level": r.ci_level, "terms_kept": r.terms_kept}
                     for r in stage.dropout_rounds
@@ -621,6 +624,8 @@ def _summary(
             "n_rows": result.interactors.n_rows,
             "final_selection": result.interactors.final_selection["term"].tolist(),
         }
+        if result.interactors.lasso_fit is not None:
+            stages["interactors"]["lasso_fit"] = result.interactors.lasso_fit
     return {
         "perturbed_tf": result.data.perturbed_tf,
         "inputs": {

@@ -20,7 +20,7 @@ import pandas as pd
 from . import stats
 from .config import WorkflowConfig
 from .design import Term, design_matrix, stage1_terms, top_n_rows
-from .engines import BootstrapFits, LassoParams
+from .engines import BootstrapFits, LassoParams, solver_of
 from .errors import InputError
 from .inputs import ModelingData
 from .interactors import InteractorResult, evaluate_interactors
@@ -91,6 +91,8 @@ class StageResult:
     dropout_rounds : list of DropoutRound
         Only with ``--iterative_dropout`` in stage 1.
     wall_seconds : float
+    solver : str
+        Path solver of the final fits (see ``engines.solver_of``).
     """
 
     name: str
@@ -104,6 +106,7 @@ class StageResult:
     importance: pd.DataFrame
     dropout_rounds: list[DropoutRound] = field(default_factory=list)
     wall_seconds: float = 0.0
+    solver: str = ""
 
     @property
     def significant_terms(self) -> list[Term]:
@@ -300,9 +303,11 @@ def _bootstrap_stage(
     draws = bootstrap_draws(len(rows), config.n_bootstraps, seed)
     params = LassoParams(max_iter=config.max_iter)
 
+    stopped: list[tuple[str, int]] = []  # (solver, fits cut at --max_iter) of every fit
+
     def fit(current: Sequence[Term], label: str) -> BootstrapFits:
         X = design_matrix(predictors, ptf, current, config.scale_by_std)
-        return fitter.fit_bootstraps(
+        fits = fitter.fit_bootstraps(
             f"{ptf}-{label}",
             config.engine,
             X,
@@ -316,6 +321,8 @@ def _bootstrap_stage(
             completed=listener.completed(label),
             on_chunk=lambda part: listener.chunk_done(label, part),
         )
+        stopped.append((solver_of(config.engine, len(current)), int(fits.max_iter_reached.sum())))
+        return fits
 
     current = list(terms)
     rounds: list[DropoutRound] = []
@@ -323,6 +330,7 @@ def _bootstrap_stage(
         current, fits = _iterative_dropout(config, current, fit, rounds)
     else:
         fits = fit(current, name)
+    _warn_max_iter(f"{ptf}: {name} stage", stopped, config.n_bootstraps, config.max_iter)
     names = [term.name for term in current]
     confidence = stats.confidence_table(fits.coef, names, ci_level)
     importance = stats.feature_importance(fits.coef, names, ci_level)
@@ -338,6 +346,31 @@ def _bootstrap_stage(
         importance=importance,
         dropout_rounds=rounds,
         wall_seconds=time.perf_counter() - started,
+        solver=solver_of(config.engine, len(current)),
+    )
+
+
+def _warn_max_iter(
+    where: str, stopped: Sequence[tuple[str, int]], n_bootstraps: int, max_iter: int
+) -> None:
+    """One warning for a stage whose fits (over all its rounds) hit ``--max_iter``."""
+    n_stopped = sum(count for _, count in stopped)
+    if n_stopped == 0:
+        return
+    solvers = sorted({solver for solver, count in stopped if count})
+    what = {
+        "sklearn_cd": "coordinate descent stopped at --max_iter sweeps without converging",
+        "gram_cd": "coordinate descent stopped at --max_iter sweeps without converging",
+        "gram_homotopy": "the lasso path was cut short after --max_iter homotopy steps",
+    }
+    logger.warning(
+        "%s: %d of %d bootstrap fits reached --max_iter %d (%s); see max_iter_reached "
+        "in model_statistics",
+        where,
+        n_stopped,
+        n_bootstraps * len(stopped),
+        max_iter,
+        "; ".join(f"{solver}: {what[solver]}" for solver in solvers),
     )
 
 

@@ -13,7 +13,15 @@ from ._types import BootstrapFits, LassoParams
 
 ENGINES = ("sklearn", "gram")
 
-__all__ = ["ENGINES", "BootstrapFits", "LassoParams", "get_engine"]
+__all__ = ["ENGINES", "N_ITER_MEANING", "BootstrapFits", "LassoParams", "get_engine", "solver_of"]
+
+# What ``BootstrapFits.n_iter`` counts, by the solver that fitted the path.
+N_ITER_MEANING = {
+    "sklearn_cd": "coordinate-descent sweeps of the refit at the chosen alpha (n_iter_)",
+    "gram_cd": "coordinate-descent sweeps of the refit at the chosen alpha (as n_iter_)",
+    "gram_homotopy": "homotopy steps (a term entering or leaving) of the refit path "
+    "from alpha_max down to the chosen alpha",
+}
 
 
 def get_engine(name: str) -> Callable[..., BootstrapFits]:
@@ -21,3 +29,16 @@ def get_engine(name: str) -> Callable[..., BootstrapFits]:
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
     return import_module(f"{__name__}.{name}").fit_bootstraps
+
+
+def solver_of(engine: str, n_terms: int) -> str:
+    """The path solver engine ``engine`` runs on ``n_terms`` terms (a key of ``N_ITER_MEANING``).
+
+    ``sklearn_cd``: scikit-learn's coordinate descent; ``gram_cd``: the
+    ``gram`` engine's replay of it; ``gram_homotopy``: its exact lasso path.
+    """
+    if engine == "sklearn":
+        return "sklearn_cd"
+    from .gram import solver_name  # numba is imported only when gram is used
+
+    return f"gram_{solver_name(n_terms)}"

@@ -85,7 +85,7 @@ def _homotopy(
     n_stop: int,
     max_steps: int,
     coefs: np.ndarray,
-) -> int:
+) -> tuple[int, bool]:
     """Exact lasso path of (P) evaluated at the first ``n_stop`` grid alphas.
 
     Parameters
@@ -102,15 +102,18 @@ def _homotopy(
     n_stop : int
         Number of leading grid alphas to evaluate (``1 <= n_stop <= n_alphas``).
     max_steps : int
-        Maximum number of homotopy steps (changes of the active set); if
-        reached, the remaining grid points receive the last solution reached.
+        Maximum number of homotopy steps (changes of the active set); when a
+        further change is due, the path stops there and the remaining grid
+        points receive the solution at that alpha.
     coefs : ndarray of shape (n_alphas, p)
         Output; rows ``0 .. n_stop - 1`` are overwritten.
 
     Returns
     -------
-    int
+    steps : int
         Homotopy steps taken (``max_steps`` if the path was cut short).
+    cut_short : bool
+        True if the cap stopped the path before ``alphas[n_stop - 1]``.
     """
     p = Q.shape[0]
     beta = np.zeros(p)
@@ -238,6 +241,15 @@ def _homotopy(
 
         for r in range(n_active):
             beta[active[r]] += t_next * direction[r]
+        if steps >= max_steps:
+            # Another change of the active set would exceed the cap: the
+            # remaining grid alphas get the (exact) solution at this alpha.
+            if event == _EVENT_DROP:
+                beta[active[who]] = 0.0
+            while grid < n_stop:
+                coefs[grid, :] = beta
+                grid += 1
+            return steps, True
         for j in range(p):
             grad[j] -= t_next * slope[j]
         alpha = new_alpha
@@ -260,13 +272,7 @@ def _homotopy(
                 for c in range(r):
                     acc -= chol[r, c] * z[c]
                 z[r] = acc / chol[r, r]
-
-        if steps >= max_steps:
-            while grid < n_stop:
-                coefs[grid, :] = beta
-                grid += 1
-            break
-    return steps
+    return steps, False
 
 
 @_compiled
@@ -374,7 +380,9 @@ def _coordinate_descent(
     final refit of ``LassoCV``) for any ``gap <= tol``.
 
     ``w`` (start, then solution) and ``Qw`` (equal to ``Q @ w`` on entry) are
-    updated in place. Returns the number of sweeps.
+    updated in place. Returns the number of sweeps and whether the gap test
+    passed (False: ``max_iter`` sweeps without converging, where scikit-learn
+    warns).
     """
     p = w.shape[0]
     tol_gap = tol * yy
@@ -392,11 +400,12 @@ def _coordinate_descent(
 
     gap, dual_norm = _duality_gap(w, alpha, Qw, q, yy, XtA)
     if gap <= tol_gap and (accept_negative_gap or gap >= 0.0):
-        return 0
+        return 0, True
     n_active = _screen(Q, w, Qw, XtA, alpha, gap, dual_norm, excluded, active)
 
     state = seed
     n_iter = 0
+    converged = False
     for n_iter in range(max_iter):
         w_max = 0.0
         d_w_max = 0.0
@@ -431,9 +440,10 @@ def _coordinate_descent(
         if w_max == 0.0 or d_w_max / w_max <= tol or n_iter == max_iter - 1:
             gap, dual_norm = _duality_gap(w, alpha, Qw, q, yy, XtA)
             if gap <= tol_gap:
+                converged = True
                 break
             n_active = _screen(Q, w, Qw, XtA, alpha, gap, dual_norm, excluded, active)
-    return n_iter + 1
+    return n_iter + 1, converged
 
 
 @_compiled
@@ -448,18 +458,19 @@ def _cd_path(
     random: bool,
     seeds: np.ndarray,
     coefs: np.ndarray,
-) -> None:
+) -> bool:
     """Coordinate-descent lasso path of (P) over the whole grid, warm-started.
 
     As scikit-learn's ``enet_path`` with a precomputed Gram: every alpha
     starts from the previous alpha's solution, the first from zero, and
     ``Q @ w`` is recomputed at the start of every alpha. ``seeds[a]`` seeds
     the random order at ``alphas[a]``. ``coefs`` (n_alphas, p) receives the
-    solutions.
+    solutions. Returns whether every alpha converged.
     """
     p = Q.shape[0]
     w = np.zeros(p)
     Qw = np.zeros(p)
+    converged = True
     for a in range(alphas.shape[0]):
         Qw[:] = 0.0
         for j in range(p):
@@ -468,10 +479,12 @@ def _cd_path(
                 Qrow = Q[j]
                 for m in range(p):
                     Qw[m] += wj * Qrow[m]
-        _coordinate_descent(
+        _, done = _coordinate_descent(
             Q, q, yy, usable, alphas[a], tol, max_iter, False, random, seeds[a], w, Qw
         )
+        converged = converged and done
         coefs[a] = w
+    return converged
 
 
 @_compiled
@@ -619,6 +632,7 @@ def _solve_block(
     best: np.ndarray,
     cv_mse: np.ndarray,
     n_iter: np.ndarray,
+    capped: np.ndarray,
     r2: np.ndarray,
     xbar: np.ndarray,
     ybar: np.ndarray,
@@ -649,7 +663,12 @@ def _solve_block(
     cv_mse : ndarray of shape (k,)
         Output: mean over folds of the weighted test MSE at the chosen alpha.
     n_iter : ndarray of shape (k,) of int
-        Output: homotopy steps of the refit path down to the chosen alpha.
+        Output: homotopy steps of the refit path down to the chosen alpha
+        (``SOLVER_HOMOTOPY``), or coordinate-descent sweeps of the refit.
+    capped : ndarray of shape (k,) of bool
+        Output: ``max_steps`` stopped a path of the bootstrap (a fold path or
+        the refit) early: a homotopy path cut short, or coordinate descent
+        that did not converge at some alpha.
     r2 : ndarray of shape (k,)
         Output: weighted in-sample R^2 of the refit.
     xbar : ndarray of shape (k, p)
@@ -663,6 +682,7 @@ def _solve_block(
     coefs = np.empty((n_alphas, p))
     random = solver == SOLVER_CD_RANDOM
     for b in range(k):
+        stopped = False
         total = H[b, 0].copy()
         for f in range(1, n_folds):
             total += H[b, f]
@@ -679,9 +699,11 @@ def _solve_block(
                 continue  # a fold without test (or training) weight has no MSE
             Q, q, yy, xb, yb, _, usable = _centred_problem(total - test, scale)
             if solver != SOLVER_HOMOTOPY:
-                _cd_path(Q, q, yy, usable, alphas, tol, max_steps, random, seeds[b], coefs)
+                done = _cd_path(Q, q, yy, usable, alphas, tol, max_steps, random, seeds[b], coefs)
+                stopped = stopped or not done
             else:
-                _homotopy(Q, q, usable, alphas, n_alphas, max_steps, coefs)
+                _, cut_short = _homotopy(Q, q, usable, alphas, n_alphas, max_steps, coefs)
+                stopped = stopped or cut_short
             mse_sum += _test_mse(coefs, test, xb, yb)
             n_used += 1
 
@@ -696,7 +718,7 @@ def _solve_block(
         Q, q, yy, xb, yb, _, usable = _centred_problem(total, scale)
         if solver != SOLVER_HOMOTOPY:
             beta = np.zeros(p)
-            n_iter[b] = _coordinate_descent(
+            n_iter[b], done = _coordinate_descent(
                 Q,
                 q,
                 yy,
@@ -710,9 +732,12 @@ def _solve_block(
                 beta,
                 np.zeros(p),
             )
+            stopped = stopped or not done
         else:
-            n_iter[b] = _homotopy(Q, q, usable, alphas, i_best + 1, max_steps, coefs)
+            n_iter[b], cut_short = _homotopy(Q, q, usable, alphas, i_best + 1, max_steps, coefs)
+            stopped = stopped or cut_short
             beta = coefs[i_best]
+        capped[b] = stopped
         coef[b] = beta
         xbar[b] = xb
         ybar[b] = yb

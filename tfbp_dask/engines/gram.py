@@ -136,9 +136,10 @@ def fit_bootstraps(
     alpha = np.empty(k)
     cv_mse = np.empty(k)
     n_iter = np.empty(k, dtype=np.int64)
+    capped = np.empty(k, dtype=bool)
     r2 = np.empty(k)
     if k == 0:
-        return BootstrapFits(bootstrap, coef, intercept, alpha, cv_mse, n_iter, r2)
+        return BootstrapFits(bootstrap, coef, intercept, alpha, cv_mse, n_iter, r2, capped)
 
     # Shift columns by their unweighted means: every bootstrap's weighted
     # means are then within O(sd / sqrt(n)) of zero, so Grams formed by
@@ -171,6 +172,7 @@ def fit_bootstraps(
             best,
             cv_mse[rows],
             n_iter[rows],
+            capped[rows],
             r2[rows],
             xbar,
             ybar,
@@ -186,6 +188,7 @@ def fit_bootstraps(
         cv_mse=cv_mse,
         n_iter=n_iter,
         r2=r2,
+        max_iter_reached=capped,
     )
 
 

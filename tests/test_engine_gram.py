@@ -20,6 +20,9 @@ that both engines find the same significant terms at the default CI levels.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -538,3 +541,59 @@ def test_wide_significant_sets_identical(wide_parity, ci_level: float) -> None:
         np.testing.assert_array_equal(found, expected)
         n_significant += int(expected.sum())
     assert n_significant >= 30  # not a comparison of empty sets
+
+
+# --------------------------------------------------------------------------- any CPU, same bits
+
+_FIT_SCRIPT = """
+import sys
+import numpy as np
+from tfbp_dask import datagen, resampling
+from tfbp_dask.engines import LassoParams, gram
+
+arrays = {}
+for n_genes, n_tfs, solver in [(600, 13, "cd"), (700, 71, "homotopy")]:
+    data = datagen.make_dataset(n_genes=n_genes, n_tfs=n_tfs, n_partners=6, effect=0.3, seed=5)
+    binding = data.predictors.iloc[:, 1:].to_numpy()
+    X = binding[:, :1] * binding[:, 1:]
+    y = data.response.iloc[:, 1].to_numpy()
+    classes = resampling.stratification_classes(binding[:, 0], (0, 8, 12, np.inf))
+    bootstrap = np.arange(4)
+    weights = resampling.draws_to_weights(resampling.bootstrap_draws(n_genes, 4, 6))
+    folds = resampling.bootstrap_test_folds(classes, bootstrap)
+    fits = gram.fit_bootstraps(X, y, bootstrap, weights, folds, LassoParams(), solver=solver)
+    for name in ("coef", "intercept", "alpha", "cv_mse", "r2", "n_iter"):
+        arrays[f"{solver}_{name}"] = getattr(fits, name)
+np.savez(sys.argv[1], **arrays)
+"""
+
+
+def test_same_bytes_on_a_cpu_without_vector_extensions(tmp_path) -> None:
+    # The host build against kernels compiled for a generic x86-64 CPU, with
+    # numpy's CPU-dispatched loops and OpenBLAS's kernel also set to an old
+    # CPU's: the engine's numbers must not depend on the worker's CPU.
+    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+    script = tmp_path / "fit.py"
+    script.write_text(_FIT_SCRIPT)
+    generic = {
+        "NUMBA_CPU_NAME": "generic",
+        "NUMBA_CACHE_DIR": str(tmp_path / "numba_cache"),
+        "NPY_DISABLE_CPU_FEATURES": " ".join(f for f in __cpu_dispatch__ if __cpu_features__[f]),
+        "OPENBLAS_CORETYPE": "Nehalem",
+    }
+    results = {}
+    for name, extra in (("host", {}), ("generic", generic)):
+        env = {**os.environ, **extra}
+        subprocess.run(
+            [sys.executable, str(script), str(tmp_path / f"{name}.npz")],
+            env=env,
+            check=True,
+            timeout=300,
+        )
+        results[name] = np.load(tmp_path / f"{name}.npz")
+    host, other = results["host"], results["generic"]
+    assert sorted(host.files) == sorted(other.files) and len(host.files) == 12
+    for name in host.files:
+        assert host[name].tobytes() == other[name].tobytes(), name
+    assert np.count_nonzero(host["homotopy_coef"]) > 10 and np.count_nonzero(host["cd_coef"]) > 10

@@ -48,10 +48,12 @@ _COLLINEAR = 1e-10
 # Alphas within this relative distance are the same alpha (rounding).
 _SAME_ALPHA = 1e-12
 
-# Reassociation lets LLVM vectorise the dot products (the order of a sum is
-# then the compiler's, still deterministic for a given build); no flag that
-# assumes the absence of NaN or infinity.
-_FASTMATH = {"reassoc", "contract"}
+# No fast-math flags: reassociation lets LLVM reorder sums by the vector width
+# of the CPU it compiles for, and contraction fuses multiply-adds where the CPU
+# has FMA, so either would make the bits depend on the worker's CPU. Without
+# them every build rounds each operation in source order (tested against a
+# build for a generic CPU).
+_FASTMATH = False
 
 
 def _compiled(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -756,6 +758,59 @@ def _solve_block(
             r2[b] = 1.0
         else:
             r2[b] = 1.0 - max(rss, 0.0) / yy
+
+
+@_compiled
+def _gram(part: np.ndarray, out: np.ndarray) -> None:
+    """``out = part.T @ part``, summed in an order that no CPU changes.
+
+    BLAS picks its kernel (vector width, fused multiply-add, blocking) by CPU,
+    so its Gram differs in the last bits between CPU generations. Here every
+    entry is accumulated over blocks of four rows in row order, each block as
+    ``((a0 b0 + a1 b1) + (a2 b2 + a3 b3))``: vectorised across the columns of
+    ``out``, never across rows, so every build rounds the same operations.
+
+    Parameters
+    ----------
+    part : ndarray of shape (n, m)
+    out : ndarray of shape (m, m)
+        Overwritten (symmetric).
+    """
+    n, m = part.shape
+    out[:, :] = 0.0
+    r = 0
+    while r + 4 <= n:
+        a0 = part[r]
+        a1 = part[r + 1]
+        a2 = part[r + 2]
+        a3 = part[r + 3]
+        j = 0
+        while j < m:
+            # Two rows of ``out`` at once share the loads of the four data rows.
+            x0, x1, x2, x3 = a0[j], a1[j], a2[j], a3[j]
+            row = out[j]
+            row[j] += (x0 * x0 + x1 * x1) + (x2 * x2 + x3 * x3)
+            if j + 1 == m:
+                break
+            y0, y1, y2, y3 = a0[j + 1], a1[j + 1], a2[j + 1], a3[j + 1]
+            row_next = out[j + 1]
+            for k in range(j + 1, m):
+                b0, b1, b2, b3 = a0[k], a1[k], a2[k], a3[k]
+                row[k] += (x0 * b0 + x1 * b1) + (x2 * b2 + x3 * b3)
+                row_next[k] += (y0 * b0 + y1 * b1) + (y2 * b2 + y3 * b3)
+            j += 2
+        r += 4
+    while r < n:
+        a0 = part[r]
+        for j in range(m):
+            x0 = a0[j]
+            row = out[j]
+            for k in range(j, m):
+                row[k] += x0 * a0[k]
+        r += 1
+    for j in range(m):
+        for k in range(j):
+            out[j, k] = out[k, j]
 
 
 @_compiled

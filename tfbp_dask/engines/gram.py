@@ -60,6 +60,9 @@ of the exact prediction.
 
 from __future__ import annotations
 
+import decimal
+import functools
+
 import numpy as np
 
 from ._gram_kernels import (
@@ -67,6 +70,7 @@ from ._gram_kernels import (
     SOLVER_CD_RANDOM,
     SOLVER_HOMOTOPY,
     _gather_scaled,
+    _gram,
     _solve_block,
 )
 from ._types import BootstrapFits, LassoParams
@@ -221,8 +225,7 @@ def _fold_statistics(
         for f in range(n_folds):
             part = scaled[end : end + counts[f]]
             end += counts[f]
-            # A.T @ A on the same buffer is a symmetric rank-k update (syrk).
-            np.matmul(part.T, part, out=stats[b, f])
+            _gram(part, stats[b, f])  # not BLAS: the same bits on every CPU
     return stats
 
 
@@ -250,11 +253,31 @@ def _alpha_grids(totals: np.ndarray, params: LassoParams) -> np.ndarray:
     alpha_max = np.abs(xy).max(axis=1) if p > 0 else np.zeros(len(weight))
     resolution = np.finfo(np.float64).resolution
     regular = alpha_max > resolution
-    # Vectorised geomspace gives bit-for-bit the per-bootstrap scalar result.
     start = np.where(regular, alpha_max, 1.0)
-    grids = np.geomspace(start, start * params.eps, num=params.n_alphas, axis=1)
+    grids = start[:, None] * _grid_ratios(params.eps, params.n_alphas)
     grids[~regular] = resolution
     return grids
+
+
+@functools.lru_cache(maxsize=8)
+def _grid_ratios(eps: float, n_alphas: int) -> np.ndarray:
+    """``eps ** (i / (n_alphas - 1))`` for i = 0 .. n_alphas - 1, correctly rounded.
+
+    scikit-learn's grid is ``np.geomspace(alpha_max, eps * alpha_max, n)``,
+    whose ``log10`` and ``power`` numpy evaluates with CPU-specific vector code
+    (AVX-512 and AVX2 machines differ in the last bit). Decimal arithmetic at 40
+    digits gives every machine the same ratios; the grid (within an ulp or two
+    of scikit-learn's, with the same first and last points) is then one
+    multiplication each.
+    """
+    if n_alphas == 1:
+        return np.ones(1)
+    with decimal.localcontext() as context:
+        context.prec = 40
+        log_eps = decimal.Decimal(eps).ln()
+        ratios = [float((log_eps * i / (n_alphas - 1)).exp()) for i in range(n_alphas)]
+    ratios[0], ratios[-1] = 1.0, eps
+    return np.array(ratios)
 
 
 def _cd_seeds(bootstrap: np.ndarray, n_alphas: int, code: int) -> np.ndarray:

@@ -328,6 +328,23 @@ def test_auto_solver_by_width(parity) -> None:
         gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS, solver="lars")
 
 
+@pytest.mark.parametrize("shape", [(40, 36), (45, 51), (56, 51)])
+def test_cd_replays_sklearn_when_folds_have_no_more_rows_than_terms(shape) -> None:
+    # A small --top_n: every training fold has at most as many rows as terms,
+    # so LassoCV solves the folds on the rows, not on the Gram.
+    X, y, classes = _wide_problem(*shape, n_partners=6, effect=0.5, seed=shape[0])
+    bootstrap, weights, folds = _resamples(classes, 12, shape[0] + 10)
+    assert gram._rows_variant(folds.astype(np.int64), 4, X.shape[1]).all()
+    ref = sk_engine.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+    fast = gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+    assert gram.solver_name(X.shape[1]) == "cd"
+    np.testing.assert_allclose(fast.alpha, ref.alpha, rtol=1e-12)
+    np.testing.assert_array_equal(fast.n_iter, ref.n_iter)
+    np.testing.assert_allclose(fast.coef, ref.coef, rtol=0, atol=1e-10 * np.abs(ref.coef).max())
+    np.testing.assert_allclose(fast.cv_mse, ref.cv_mse, rtol=1e-10)
+    assert np.count_nonzero(ref.coef) > 0
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_cd_cyclic_matches_direct_lasso_cv(seed: int) -> None:
     # The cyclic order against a direct LassoCV(selection="cyclic") call.
@@ -597,3 +614,18 @@ def test_same_bytes_on_a_cpu_without_vector_extensions(tmp_path) -> None:
     for name in host.files:
         assert host[name].tobytes() == other[name].tobytes(), name
     assert np.count_nonzero(host["homotopy_coef"]) > 10 and np.count_nonzero(host["cd_coef"]) > 10
+
+
+def test_replay_is_said_to_hold_only_for_the_mirrored_release() -> None:
+    from importlib.metadata import version
+
+    from tfbp_dask.engines import CD_REPLAY_SKLEARN, solver_note
+
+    assert solver_note("gram_cd", f"{CD_REPLAY_SKLEARN}.0") is None
+    assert solver_note("gram_cd", f"{CD_REPLAY_SKLEARN}.7rc1") is None
+    for other in ("1.10.0", "1.8.2", "2.9.0"):
+        assert f"scikit-learn {other} is installed" in solver_note("gram_cd", other)
+    assert solver_note("gram_homotopy", "1.10.0") is None
+    assert solver_note("sklearn_cd", "1.10.0") is None
+    # The replay is tested above against the scikit-learn installed here.
+    assert version("scikit-learn").startswith(f"{CD_REPLAY_SKLEARN}.")

@@ -232,3 +232,20 @@ def test_default_max_iter_reaches_nothing(tiny_dataset, output_dir, client_two_w
     assert summary["stages"]["all_data"]["solver"] == "gram_cd"
     assert summary["stages"]["interactors"]["lasso_fit"]["converged"] is True
     assert not any("--max_iter" in r.getMessage() for r in caplog.records)
+
+
+def test_another_scikit_learn_release_is_said_in_log_and_summary(
+    tiny_dataset, output_dir, client_two_workers, monkeypatch, caplog
+):
+    import tfbp_dask.engines
+
+    monkeypatch.setattr(tfbp_dask.engines, "version", lambda name: "1.10.0")
+    outcome = run(_config(tiny_dataset, output_dir), client=client_two_workers)
+    summary = json.loads((outcome.run_dir / "input_data" / "data_summary.json").read_text())
+    note = summary["stages"]["all_data"]["solver_note"]
+    assert "scikit-learn 1.10.0 is installed" in note
+    assert any(note in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    monkeypatch.undo()
+    outcome = run(_config(tiny_dataset, output_dir), client=client_two_workers)
+    summary = json.loads((outcome.run_dir / "input_data" / "data_summary.json").read_text())
+    assert summary["stages"]["all_data"]["solver_note"] is None

@@ -611,6 +611,7 @@ def _summary(
                 "terms": [term.name for term in stage.terms],
                 "significant_terms": [term.name for term in stage.significant_terms],
                 "solver": stage.solver,
+                "solver_note": stage.solver_note,
                 "n_iter_counts": N_ITER_MEANING[stage.solver],
                 "n_fits_max_iter_reached": int(stage.fits.max_iter_reached.sum()),
                 "dropout_rounds": [

@@ -20,7 +20,7 @@ import pandas as pd
 from . import stats
 from .config import WorkflowConfig
 from .design import Term, design_matrix, stage1_terms, top_n_rows
-from .engines import BootstrapFits, LassoParams, solver_of
+from .engines import BootstrapFits, LassoParams, solver_note, solver_of
 from .errors import InputError
 from .inputs import ModelingData
 from .interactors import InteractorResult, evaluate_interactors
@@ -93,6 +93,9 @@ class StageResult:
     wall_seconds : float
     solver : str
         Path solver of the final fits (see ``engines.solver_of``).
+    solver_note : str or None
+        Why that solver's numbers may differ from scikit-learn's by more than
+        rounding in this installation (``engines.solver_note``).
     """
 
     name: str
@@ -107,6 +110,7 @@ class StageResult:
     dropout_rounds: list[DropoutRound] = field(default_factory=list)
     wall_seconds: float = 0.0
     solver: str = ""
+    solver_note: str | None = None
 
     @property
     def significant_terms(self) -> list[Term]:
@@ -331,6 +335,10 @@ def _bootstrap_stage(
     else:
         fits = fit(current, name)
     _warn_max_iter(f"{ptf}: {name} stage", stopped, config.n_bootstraps, config.max_iter)
+    solver = solver_of(config.engine, len(current))
+    note = solver_note(solver)
+    if note is not None:
+        logger.warning("%s: %s stage: %s", ptf, name, note)
     names = [term.name for term in current]
     confidence = stats.confidence_table(fits.coef, names, ci_level)
     importance = stats.feature_importance(fits.coef, names, ci_level)
@@ -346,7 +354,8 @@ def _bootstrap_stage(
         importance=importance,
         dropout_rounds=rounds,
         wall_seconds=time.perf_counter() - started,
-        solver=solver_of(config.engine, len(current)),
+        solver=solver,
+        solver_note=note,
     )
 
 

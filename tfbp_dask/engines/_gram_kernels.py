@@ -459,15 +459,19 @@ def _cd_path(
     max_iter: int,
     random: bool,
     seeds: np.ndarray,
+    rows_variant: bool,
     coefs: np.ndarray,
 ) -> bool:
     """Coordinate-descent lasso path of (P) over the whole grid, warm-started.
 
-    As scikit-learn's ``enet_path`` with a precomputed Gram: every alpha
-    starts from the previous alpha's solution, the first from zero, and
-    ``Q @ w`` is recomputed at the start of every alpha. ``seeds[a]`` seeds
-    the random order at ``alphas[a]``. ``coefs`` (n_alphas, p) receives the
-    solutions. Returns whether every alpha converged.
+    As scikit-learn's ``enet_path``: every alpha starts from the previous
+    alpha's solution, the first from zero, and ``Q @ w`` is recomputed at the
+    start of every alpha. ``seeds[a]`` seeds the random order at
+    ``alphas[a]``. ``rows_variant`` replays the solver scikit-learn uses when
+    the training fold has no more rows than terms (coordinate descent on the
+    rows instead of the Gram; it differs in the test before the first sweep).
+    ``coefs`` (n_alphas, p) receives the solutions. Returns whether every
+    alpha converged.
     """
     p = Q.shape[0]
     w = np.zeros(p)
@@ -482,7 +486,7 @@ def _cd_path(
                 for m in range(p):
                     Qw[m] += wj * Qrow[m]
         _, done = _coordinate_descent(
-            Q, q, yy, usable, alphas[a], tol, max_iter, False, random, seeds[a], w, Qw
+            Q, q, yy, usable, alphas[a], tol, max_iter, rows_variant, random, seeds[a], w, Qw
         )
         converged = converged and done
         coefs[a] = w
@@ -630,6 +634,7 @@ def _solve_block(
     tol: float,
     solver: int,
     seeds: np.ndarray,
+    rows_variant: np.ndarray,
     coef: np.ndarray,
     best: np.ndarray,
     cv_mse: np.ndarray,
@@ -658,6 +663,10 @@ def _solve_block(
         Per bootstrap, the seed of the random coordinate order at each grid
         alpha of a fold path; the refit uses ``seeds[b, 0]``
         (``SOLVER_CD_RANDOM`` only).
+    rows_variant : ndarray of shape (k, n_folds) of bool
+        Per bootstrap and fold, whether scikit-learn fits that fold's path by
+        coordinate descent on the rows (training rows, zero weights included,
+        at most ``p``) rather than on the Gram (``SOLVER_CD*`` only).
     coef : ndarray of shape (k, p)
         Output: refit coefficients at the chosen alpha.
     best : ndarray of shape (k,) of int
@@ -701,7 +710,19 @@ def _solve_block(
                 continue  # a fold without test (or training) weight has no MSE
             Q, q, yy, xb, yb, _, usable = _centred_problem(total - test, scale)
             if solver != SOLVER_HOMOTOPY:
-                done = _cd_path(Q, q, yy, usable, alphas, tol, max_steps, random, seeds[b], coefs)
+                done = _cd_path(
+                    Q,
+                    q,
+                    yy,
+                    usable,
+                    alphas,
+                    tol,
+                    max_steps,
+                    random,
+                    seeds[b],
+                    rows_variant[b, f],
+                    coefs,
+                )
                 stopped = stopped or not done
             else:
                 _, cut_short = _homotopy(Q, q, usable, alphas, n_alphas, max_steps, coefs)

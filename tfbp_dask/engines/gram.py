@@ -30,9 +30,12 @@ How it differs in method:
       from the same generator seeded as ``LassoCV(selection="random",
       random_state=bootstrap)`` seeds it, gap-safe screening, the same
       duality-gap stopping rule at ``params.tol`` and ``params.max_iter``,
-      warm starts along the grid, the refit from zero. Results equal the
+      warm starts along the grid, the refit from zero; a fold whose training
+      rows (zero weights included) are no more than the terms is replayed as
+      scikit-learn's solver on rows, which it uses then. Results equal the
       ``sklearn`` engine's to rounding (about 1e-15 relative), including the
-      chosen alpha and ``n_iter``. On few terms the CV curve is flat near its
+      chosen alpha and ``n_iter``, for scikit-learn ``CD_REPLAY_SKLEARN``.x
+      (``engines.solver_note`` says so at run time for other releases). On few terms the CV curve is flat near its
       minimum, and the tolerance of coordinate descent alone can move the
       argmin by a grid point or two; replaying it keeps those picks.
   ``homotopy`` (wider designs)
@@ -172,6 +175,7 @@ def fit_bootstraps(
             float(params.tol),
             code,
             _cd_seeds(bootstrap[rows], params.n_alphas, code),
+            _rows_variant(test_folds[rows], n_folds, n_terms),
             coef[rows],
             best,
             cv_mse[rows],
@@ -304,6 +308,16 @@ def solver_name(n_terms: int, solver: str = "auto") -> str:
     if solver == "auto":
         return "cd" if n_terms <= CD_MAX_TERMS else "homotopy"
     return solver
+
+
+def _rows_variant(test_folds: np.ndarray, n_folds: int, n_terms: int) -> np.ndarray:
+    """Per bootstrap and fold: does scikit-learn solve that fold on rows, not on the Gram?
+
+    ``LassoCV`` precomputes the Gram of a fold's training rows (``precompute=
+    "auto"``) only if they outnumber the terms; rows of zero weight count.
+    """
+    sizes = np.stack([np.count_nonzero(test_folds == f, axis=1) for f in range(n_folds)], axis=1)
+    return (test_folds.shape[1] - sizes) <= n_terms
 
 
 def _solver_code(solver: str, n_terms: int) -> int:

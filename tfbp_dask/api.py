@@ -25,6 +25,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .batch_report import Interaction, interaction_rows, read_interaction_rows, write_interactions
 from .config import WorkflowConfig
 from .engines import BootstrapFits
 from .errors import InputError
@@ -135,6 +136,7 @@ class BatchEntry:
     wall_seconds: float
     error: str
     outcome: RunOutcome | None = None
+    interactions: tuple[Interaction, ...] = ()
 
 
 def run_many(
@@ -244,6 +246,9 @@ def run_many(
         pool.shutdown(wait=True)
     finished = [entry for entry in entries if entry is not None]
     _write_batch_table(first.output_dir, started, finished)
+    write_interactions(
+        first.output_dir, started, (i for e in finished for i in e.interactions), len(finished)
+    )
     return finished
 
 
@@ -282,6 +287,7 @@ def _timed_run(
         wall_seconds=time.perf_counter() - started,
         error="" if result.outcome == "completed" else result.outcome,
         outcome=outcome,
+        interactions=interaction_rows(result),
     )
 
 
@@ -321,6 +327,7 @@ def _earlier_entry(tf: str, run_dir: Path) -> BatchEntry:
         final_selection=tuple(stages.get("interactors", {}).get("final_selection", ())),
         wall_seconds=0.0,
         error="",
+        interactions=read_interaction_rows(run_dir),
     )
 
 

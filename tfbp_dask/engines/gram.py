@@ -35,9 +35,10 @@ How it differs in method:
       scikit-learn's solver on rows, which it uses then. Results equal the
       ``sklearn`` engine's to rounding (about 1e-15 relative), including the
       chosen alpha and ``n_iter``, for scikit-learn ``CD_REPLAY_SKLEARN``.x
-      (``engines.solver_note`` says so at run time for other releases). On few terms the CV curve is flat near its
-      minimum, and the tolerance of coordinate descent alone can move the
-      argmin by a grid point or two; replaying it keeps those picks.
+      (``engines.solver_note`` says so at run time for other releases). On
+      few terms the CV curve is flat near its minimum, and the tolerance of
+      coordinate descent alone can move the argmin by a grid point or two;
+      replaying it keeps those picks.
   ``homotopy`` (wider designs)
       the exact piecewise-linear lasso path (LARS-lasso homotopy), two to four
       times cheaper than coordinate descent there. Coefficients are exact up

@@ -512,7 +512,7 @@ def test_cd_sweep_cap_matches_sklearn() -> None:
 WIDE_SETS = [
     (1500, 61, 8, 0.3, 40, 32),
     (2000, 101, 12, 0.25, 41, 24),
-    (2000, 101, 2, 1.0, 43, 20),
+    (2000, 101, 2, 1.0, 1, 20),
     (3000, 151, 16, 0.2, 42, 12),
 ]
 CI_LEVELS = (90.0, 98.0)  # the top-N and all-data defaults

@@ -82,7 +82,17 @@ def test_full_run_writes_the_documented_layout(small_dataset, tmp_path):
     coefficients = _assert_twin(run_dir / "all_data_results" / "bootstrap_coefficients")
     assert coefficients["bootstrap"].tolist() == list(range(50))
     statistics = _assert_twin(run_dir / "all_data_results" / "model_statistics")
-    assert list(statistics.columns) == ["bootstrap", "alpha", "cv_mse", "r2", "n_nonzero", "n_iter"]
+    assert list(statistics.columns) == [
+        "bootstrap",
+        "alpha",
+        "cv_mse",
+        "r2",
+        "n_nonzero",
+        "n_iter",
+        "max_iter_reached",
+        "solver",
+    ]
+    assert (statistics["solver"] == "gram_cd").all() and not statistics["max_iter_reached"].any()
     ci = _assert_twin(run_dir / "all_data_results" / "confidence_intervals")
     assert list(ci.columns) == ["term", "ci_level", "lower", "upper", "significant"]
     importance = _assert_twin(run_dir / "all_data_results" / "feature_importance")

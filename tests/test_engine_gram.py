@@ -589,7 +589,10 @@ def test_same_bytes_on_a_cpu_without_vector_extensions(tmp_path) -> None:
     # The host build against kernels compiled for a generic x86-64 CPU, with
     # numpy's CPU-dispatched loops and OpenBLAS's kernel also set to an old
     # CPU's: the engine's numbers must not depend on the worker's CPU.
-    from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
 
     script = tmp_path / "fit.py"
     script.write_text(_FIT_SCRIPT)

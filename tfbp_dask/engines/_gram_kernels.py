@@ -814,11 +814,15 @@ def _gram(part: np.ndarray, out: np.ndarray) -> None:
             if j + 1 == m:
                 break
             y0, y1, y2, y3 = a0[j + 1], a1[j + 1], a2[j + 1], a3[j + 1]
-            row_next = out[j + 1]
-            for k in range(j + 1, m):
-                b0, b1, b2, b3 = a0[k], a1[k], a2[k], a3[k]
-                row[k] += (x0 * b0 + x1 * b1) + (x2 * b2 + x3 * b3)
-                row_next[k] += (y0 * b0 + y1 * b1) + (y2 * b2 + y3 * b3)
+            # Slices indexed from 0: LLVM then vectorises the loop (with
+            # ``range(j + 1, m)`` it kept the index checks and stayed scalar).
+            s = j + 1
+            tail, tail_next = out[j, s:], out[s, s:]
+            b0s, b1s, b2s, b3s = a0[s:], a1[s:], a2[s:], a3[s:]
+            for k in range(m - s):
+                b0, b1, b2, b3 = b0s[k], b1s[k], b2s[k], b3s[k]
+                tail[k] += (x0 * b0 + x1 * b1) + (x2 * b2 + x3 * b3)
+                tail_next[k] += (y0 * b0 + y1 * b1) + (y2 * b2 + y3 * b3)
             j += 2
         r += 4
     while r < n:

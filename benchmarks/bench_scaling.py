@@ -15,7 +15,9 @@ Reports, for the timed batch:
 - worker CPU seconds per TF (user + system of the worker processes and their
   nannies during the batch, divided by the TFs run);
 - the *client ceiling*: worker CPU per TF / client CPU per TF, the number of
-  workers one client keeps busy;
+  workers one client keeps busy; also without the client's start-up (its CPU
+  until the first run directory appears: imports, reading the inputs, joining
+  the cluster), which a batch pays once whatever its size;
 - the client's peak RSS;
 - bytes written per TF (every file under the output directory, divided by the
   TFs run).
@@ -84,9 +86,14 @@ def _wait_for_workers(address: str, n: int, env: dict[str, str]) -> None:
 
 
 def _client(
-    argv: list[str], env: dict[str, str], profile: Path | None, log: Path
+    argv: list[str], env: dict[str, str], profile: Path | None, log: Path, out: Path
 ) -> dict[str, float]:
-    """Run one client process; its wall, CPU seconds and peak RSS (from ``wait4``)."""
+    """Run one client process; its wall, CPU seconds and peak RSS (from ``wait4``).
+
+    Also the CPU seconds it had used when its first run directory appeared in
+    ``out``: start-up (imports, reading the inputs, joining the cluster), paid
+    once per batch whatever its size.
+    """
     command = [sys.executable, "-m", "tfbp_dask", COMMAND, *argv]
     if profile is not None:
         command = ["py-spy", "record", "--threads", "--format", "speedscope",
@@ -94,7 +101,15 @@ def _client(
     started = time.perf_counter()
     with open(log, "ab") as console:
         process = subprocess.Popen(command, env=env, stdout=console, stderr=console, cwd=log.parent)
-    _, status, usage = os.wait4(process.pid, 0)
+    watched = psutil.Process(process.pid)
+    startup_cpu = None
+    while True:
+        pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+        if pid:
+            break
+        if startup_cpu is None and out.is_dir() and any(out.glob("TF*")):
+            startup_cpu = _cpu_seconds([watched, *watched.children(recursive=True)])
+        time.sleep(0.05)
     process.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
     if process.returncode != 0:
@@ -102,6 +117,7 @@ def _client(
     return {
         "wall": wall,
         "cpu": usage.ru_utime + usage.ru_stime,
+        "startup_cpu": startup_cpu or 0.0,
         "peak_rss_mb": usage.ru_maxrss / 1024,  # kB on Linux
     }
 
@@ -175,7 +191,7 @@ def main() -> None:
                   "--random_state", "3", "--scheduler_address", address]  # fmt: skip
         warm = [*common, "--perturbed_tf", f"{tfs[0]},{tfs[1]}", "--n_bootstraps", "20",
                 "--output_dir", str(scratch / "warmup")]  # fmt: skip
-        _client(warm, env, None, scratch / "client.log")
+        _client(warm, env, None, scratch / "client.log", scratch / "warmup")
         worker_processes = [p for worker in workers for p in _tree(worker)]
         worker_cpu_before = _cpu_seconds(worker_processes)
         selection = ["--perturbed_tf", "all"] if args.n_tfs_run == "all" else [
@@ -183,7 +199,7 @@ def main() -> None:
         out = scratch / "out"
         timed = [*common, *selection, "--n_bootstraps", str(args.n_bootstraps),
                  "--output_dir", str(out)]  # fmt: skip
-        client = _client(timed, env, args.profile, scratch / "client.log")
+        client = _client(timed, env, args.profile, scratch / "client.log", out)
         worker_cpu = _cpu_seconds(worker_processes) - worker_cpu_before
     finally:
         for process in [*workers, scheduler]:
@@ -195,6 +211,7 @@ def main() -> None:
                 process.kill()
 
     n = len(tfs)
+    batch_cpu = client["cpu"] - client["startup_cpu"]
     batch_tables = sorted(out.glob("batch_*.csv"))
     statuses = batch_tables[-1].read_text().splitlines()[1:] if batch_tables else []
     failed = sum(",failed," in line for line in statuses)
@@ -209,6 +226,9 @@ def main() -> None:
         "client_cpu_s_per_tf": round(client["cpu"] / n, 3),
         "worker_cpu_s_per_tf": round(worker_cpu / n, 3),
         "client_ceiling": round(worker_cpu / client["cpu"], 1),
+        "client_startup_cpu_s": round(client["startup_cpu"], 2),
+        "client_cpu_s_per_tf_after_startup": round(batch_cpu / n, 3),
+        "client_ceiling_after_startup": round(worker_cpu / batch_cpu, 1),
         "client_peak_rss_mb": round(client["peak_rss_mb"]),
         "mb_written_per_tf": round(_bytes_under(out) / n / 1e6, 2),
     }

@@ -264,7 +264,10 @@ class RunDirectory:
         self._pending_plots = still_drawn
 
     def _plot(self, path: Path, plot: Callable[..., bytes], *args: Any) -> None:
-        self._pending_plots.append((path, self._render(plot, *args)))
+        if self._offload is None:
+            self._pending_plots.append((path, self._render(plot, *args)))
+        else:  # drawn and written where it is drawn: the PNG never travels
+            self._pending_tables.append(self._offload(draw_into, path, plot, *args))
 
     def wait_for_tables(self, wait: bool = True) -> None:
         """Wait until the tables handed over so far are written (or drop those written)."""
@@ -429,6 +432,13 @@ def write_checkpoint(directory: Path, fits: BootstrapFits) -> None:
     target = directory / f"b{fits.bootstrap[0]:06d}-{fits.bootstrap[-1]:06d}.parquet"
     with _atomic(target) as temporary:
         pq.write_table(pa.table(columns), temporary)
+
+
+def draw_into(path: Path, plot: Callable[..., bytes], *args: Any) -> None:
+    """Draw ``plot(*args)`` and write the PNG to ``path`` (atomically; runs on a worker)."""
+    png = plot(*args)
+    with _atomic(path) as temporary:
+        temporary.write_bytes(png)
 
 
 def write_tables(tables: list[tuple[Any, Path]]) -> None:

@@ -38,7 +38,7 @@ def test_batch_numbers_equal_single_runs(tiny_dataset, tmp_path, client_two_work
             assert (batch_dir / stage / name).read_bytes() == (
                 single.run_dir / stage / name
             ).read_bytes()
-    (table_path,) = (tmp_path / "batch").glob("batch_*.csv")
+    (table_path,) = (tmp_path / "batch").glob("batch_*[0-9].csv")
     table = pd.read_csv(table_path, keep_default_na=False)
     assert table["perturbed_tf"].tolist() == ["TF01", "TF02", "TF03"]
     assert (table["status"] != "failed").all()
@@ -97,5 +97,5 @@ def test_the_batch_client_holds_the_arrays_of_the_tfs_in_flight_only(
     assert sum(ref() is not None for ref in prepared) == 0
     assert {f.name for f in fields(BatchEntry)} == {
         "perturbed_tf", "status", "run_dir", "n_significant_all_data", "n_significant_topn",
-        "final_selection", "wall_seconds", "error",
+        "final_selection", "wall_seconds", "error", "interactions",
     }  # fmt: skip

@@ -219,7 +219,7 @@ class RunDirectory:
         self._render = render
         self._offload = offload
         self._pending_plots: list[tuple[Path, PlotHandle]] = []
-        self._pending_tables: list[PlotHandle] = []
+        self._pending_files: list[PlotHandle] = []
 
     @classmethod
     def reopen(
@@ -236,7 +236,7 @@ class RunDirectory:
         run_dir._render = render
         run_dir._offload = offload
         run_dir._pending_plots = []
-        run_dir._pending_tables = []
+        run_dir._pending_files = []
         return run_dir
 
     @property
@@ -245,7 +245,7 @@ class RunDirectory:
 
     def finish(self) -> Path:
         """Drop the checkpoints, move the complete directory into place; return its path."""
-        self.wait_for_tables()
+        self.wait_for_files()
         self.write_plots()
         shutil.rmtree(self.path / CHECKPOINT_DIR, ignore_errors=True)
         for stray in self.path.rglob(".*.tmp"):  # a write cut short elsewhere (a lost worker)
@@ -269,27 +269,31 @@ class RunDirectory:
         self._pending_plots = still_drawn
 
     def _plot(self, path: Path, plot: Callable[..., bytes], *args: Any) -> None:
-        if self._offload is None:
-            self._pending_plots.append((path, self._render(plot, *args)))
-        else:  # drawn and written where it is drawn: the PNG never travels
-            self._pending_tables.append(self._offload(draw_into, path, plot, *args))
+        self._files([], [(path, plot, args)])
 
-    def wait_for_tables(self, wait: bool = True) -> None:
-        """Wait until the tables handed over so far are written (or drop those written)."""
+    def _files(self, tables: list[tuple[Any, Path]], figures: list[_Figure]) -> None:
+        """Write tables and figures: here (figures drawn by ``render``), or in one ``offload`` task.
+
+        Offloaded, a stage's tables and figures are one task (one message
+        each way), and a figure is written where it is drawn: the PNG never
+        travels.
+        """
+        if self._offload is not None:
+            self._pending_files.append(self._offload(write_files, tables, figures))
+            return
+        write_tables(tables)
+        for path, plot, args in figures:
+            self._pending_plots.append((path, self._render(plot, *args)))
+
+    def wait_for_files(self, wait: bool = True) -> None:
+        """Wait until the files handed over so far are written (or drop those written)."""
         pending = []
-        for handle in self._pending_tables:
+        for handle in self._pending_files:
             if wait or handle.done():
                 handle.result()
             else:
                 pending.append(handle)
-        self._pending_tables = pending
-
-    def _tables(self, tables: list[tuple[Any, Path]]) -> None:
-        """Write ``(table, path without suffix)`` pairs, here or where ``offload`` runs them."""
-        if self._offload is None:
-            write_tables(tables)
-        else:
-            self._pending_tables.append(self._offload(write_tables, tables))
+        self._pending_files = pending
 
     def chunk_store(self, label: str) -> Callable[[BootstrapFits], None] | None:
         """A picklable checkpoint writer for where chunks are fitted, when that place sees here."""
@@ -302,11 +306,12 @@ class RunDirectory:
         directory = self.path / "input_data"
         directory.mkdir(exist_ok=True)
         data = result.data
-        self._tables(
+        self._files(
             [
                 (_Indexed(data.response), directory / "processed_response"),
                 (_Indexed(data.predictors), directory / "processed_predictors"),
-            ]
+            ],
+            [],
         )
 
     def write_stage(self, result: WorkflowResult, stage: str) -> None:
@@ -320,11 +325,12 @@ class RunDirectory:
             return
         stage_result = result.all_data if stage == "all_data" else result.topn
         assert stage_result is not None
-        self._write_bootstrap_stage(stage_result)
+        tables, figures = self._bootstrap_stage_files(stage_result)
         if stage == "all_data":
             # Draws in the smallest unsigned type (resampling.bootstrap_draws).
             indices = _Matrix(stage_result.fits.bootstrap, stage_result.draws, None)
-            self._tables([(indices, self.path / "input_data" / "bootstrap_indices")])
+            tables.append((indices, self.path / "input_data" / "bootstrap_indices"))
+        self._files(tables, figures)
         name = "all_data_significant" if stage == "all_data" else "topn_significant"
         significant = stage_result.confidence[stage_result.confidence["significant"]]
         write_json(
@@ -332,7 +338,9 @@ class RunDirectory:
             self.path / f"{name}_{ci_tag(stage_result.ci_level)}.json",
         )
 
-    def _write_bootstrap_stage(self, stage: StageResult) -> None:
+    def _bootstrap_stage_files(
+        self, stage: StageResult
+    ) -> tuple[list[tuple[Any, Path]], list[_Figure]]:
         directory = self.path / STAGE_DIRS[stage.name]
         plot_dir = directory / "diagnostic_plots"
         plot_dir.mkdir(parents=True, exist_ok=True)
@@ -363,37 +371,42 @@ class RunDirectory:
                 }
             )
             tables.append((rounds, directory / "iterative_dropout"))
-        self._tables(tables)
         title = (
             f"{STAGE_TITLES[stage.name]}: {len(stage.rows)} features, "
             f"{len(fits.bootstrap)} bootstraps"
         )
-        self._plot(
-            plot_dir / "coefficient_cis.png", plots.coefficient_forest, stage.importance, title
-        )
-        self._plot(plot_dir / "alpha_distribution.png", plots.alpha_distribution, fits.alpha, title)
-        self._plot(
-            plot_dir / "selection_frequency.png", plots.selection_frequency, stage.importance, title
-        )
+        figures = [
+            (plot_dir / "coefficient_cis.png", plots.coefficient_forest, (stage.importance, title)),
+            (plot_dir / "alpha_distribution.png", plots.alpha_distribution, (fits.alpha, title)),
+            (
+                plot_dir / "selection_frequency.png",
+                plots.selection_frequency,
+                (stage.importance, title),
+            ),
+        ]
+        return tables, figures
 
     def _write_interactors(self, interactors: InteractorResult) -> None:
         directory = self.path / "interactor_significance"
         plot_dir = directory / "interaction_plots"
         plot_dir.mkdir(parents=True, exist_ok=True)
-        self._tables(
-            [
-                (interactors.significance, directory / "significance_results"),
-                (interactors.comparison, directory / "comparison_statistics"),
-                (interactors.final_selection, directory / "final_selection"),
-            ]
-        )
         write_json(
             interactors.significance.to_dict(orient="records"),
             self.path / "interactor_vs_main_result.json",
         )
         title = f"interactor vs main effect ({interactors.method}, {interactors.n_rows} features)"
-        self._plot(
-            plot_dir / "delta_r2.png", plots.interactor_deltas, interactors.significance, title
+        delta_r2 = (
+            plot_dir / "delta_r2.png",
+            plots.interactor_deltas,
+            (interactors.significance, title),
+        )
+        self._files(
+            [
+                (interactors.significance, directory / "significance_results"),
+                (interactors.comparison, directory / "comparison_statistics"),
+                (interactors.final_selection, directory / "final_selection"),
+            ],
+            [delta_r2],
         )
 
     def write_summary(self, summary: dict[str, Any]) -> None:
@@ -439,11 +452,17 @@ def write_checkpoint(directory: Path, fits: BootstrapFits) -> None:
         pq.write_table(pa.table(columns), temporary)
 
 
-def draw_into(path: Path, plot: Callable[..., bytes], *args: Any) -> None:
-    """Draw ``plot(*args)`` and write the PNG to ``path`` (atomically; runs on a worker)."""
-    png = plot(*args)
-    with _atomic(path) as temporary:
-        temporary.write_bytes(png)
+_Figure = tuple[Path, Callable[..., bytes], tuple]
+"""``(path, plot, args)``: the PNG ``plot(*args)`` belongs at ``path``."""
+
+
+def write_files(tables: list[tuple[Any, Path]], figures: list[_Figure]) -> None:
+    """Write the tables, then draw and write the figures (runs on a worker)."""
+    write_tables(tables)
+    for path, plot, args in figures:
+        png = plot(*args)
+        with _atomic(path) as temporary:
+            temporary.write_bytes(png)
 
 
 def write_tables(tables: list[tuple[Any, Path]]) -> None:

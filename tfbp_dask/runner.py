@@ -57,7 +57,7 @@ class Listener:
 
     def progress(self, stage: str, done: int, total: int) -> None:
         self.run_dir.write_plots(wait=False)  # figures of finished stages, once drawn
-        self.run_dir.wait_for_tables(wait=False)  # let go of the tables written
+        self.run_dir.wait_for_files(wait=False)  # let go of what is written
         if self.hook is not None:
             self.hook(self.tf, stage, done, total)
 
@@ -172,7 +172,7 @@ def run_loaded(
         try:
             run_dir.write_summary(summary())
             try:
-                run_dir.wait_for_tables()  # the tables and figures of the stages that finished
+                run_dir.wait_for_files()  # the tables and figures of the stages that finished
                 run_dir.write_plots()
             except Exception as write_error:  # never hide the run's own error
                 logger.warning("files of the finished stages not written: %s", write_error)

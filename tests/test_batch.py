@@ -99,3 +99,13 @@ def test_the_batch_client_holds_the_arrays_of_the_tfs_in_flight_only(
         "perturbed_tf", "status", "run_dir", "n_significant_all_data", "n_significant_topn",
         "final_selection", "wall_seconds", "error", "interactions",
     }  # fmt: skip
+
+
+def test_stages_fitted_at_once_share_the_workers_with_larger_chunks():
+    from tfbp_dask.execution import default_chunk_size
+
+    assert default_chunk_size(200, 2) == 25  # one TF: about four tasks per worker
+    assert default_chunk_size(200, 2, n_stages=4) == 50  # a batch: fewer, larger tasks
+    assert default_chunk_size(1000, 64) == 10
+    assert default_chunk_size(1000, 64, n_stages=32) == 50
+    assert default_chunk_size(5, 8, n_stages=1) == 10

@@ -19,7 +19,8 @@ import math
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -106,9 +107,14 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
-def default_chunk_size(n_bootstraps: int, n_workers: int) -> int:
-    """About four tasks per worker, each holding 10 to 50 bootstraps."""
-    per_task = math.ceil(n_bootstraps / max(1, 4 * n_workers))
+def default_chunk_size(n_bootstraps: int, n_workers: int, n_stages: int = 1) -> int:
+    """About four tasks per worker, each holding 10 to 50 bootstraps.
+
+    ``n_stages`` stages fitted at once (the TFs of a batch) share the workers:
+    each then needs fewer, larger tasks, so that the client's cost per TF (a
+    message per task each way) does not grow with the cluster.
+    """
+    per_task = math.ceil(n_bootstraps * max(1, n_stages) / max(1, 4 * n_workers))
     return int(min(MAX_CHUNK, max(MIN_CHUNK, per_task)))
 
 
@@ -143,6 +149,7 @@ class Executor:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _in_flight: set = field(default_factory=set, repr=False)
     _seen: dict = field(default_factory=dict, repr=False)
+    _stages: int = field(default=0, repr=False)
 
     @classmethod
     def connect(
@@ -399,51 +406,64 @@ class Executor:
             progress(done, n_bootstraps)
         if len(missing) == 0:
             return BootstrapFits.concatenate(parts)
-        chunk = chunk_size or default_chunk_size(n_bootstraps, max(1, self.n_workers))
-        token = uuid.uuid4().hex[:12]
-        X_future, y_future, classes_future = self.client.scatter(
-            [X, y, classes], broadcast=True, hash=False
-        )
-        futures = {}
-        for ids in _chunks(missing, chunk):
-            future = self.client.submit(
-                _fit_chunk,
-                engine,
-                X_future,
-                y_future,
-                classes_future,
-                ids,
-                draws[ids[0] : ids[-1] + 1],  # chunks are runs of consecutive ids
-                normalize_weights,
-                params,
-                store,
-                key=f"tfbp-fit-{label}-{token}-{ids[0]}",
-                retries=TASK_RETRIES,
+        with self._stage_in_flight() as stages:  # this stage and those of other TFs
+            chunk = chunk_size or default_chunk_size(n_bootstraps, max(1, self.n_workers), stages)
+            token = uuid.uuid4().hex[:12]
+            X_future, y_future, classes_future = self.client.scatter(
+                [X, y, classes], broadcast=True, hash=False
             )
-            futures[future] = ids
+            futures = {}
+            for ids in _chunks(missing, chunk):
+                future = self.client.submit(
+                    _fit_chunk,
+                    engine,
+                    X_future,
+                    y_future,
+                    classes_future,
+                    ids,
+                    draws[ids[0] : ids[-1] + 1],  # chunks are runs of consecutive ids
+                    normalize_weights,
+                    params,
+                    store,
+                    key=f"tfbp-fit-{label}-{token}-{ids[0]}",
+                    retries=TASK_RETRIES,
+                )
+                futures[future] = ids
+            with self._lock:
+                self._in_flight.update(futures)
+            try:
+                for future in as_completed(futures):
+                    ids = futures[future]
+                    try:
+                        part = future.result()
+                    except Exception as error:
+                        raise self._failure(label, ids, error) from error
+                    parts.append(part)
+                    if on_chunk is not None:
+                        on_chunk(part)
+                    done += len(ids)
+                    if progress is not None:
+                        progress(done, n_bootstraps)
+            finally:
+                with self._lock:
+                    self._in_flight.difference_update(futures)
+                for future in futures:
+                    future.release()
+                for future in (X_future, y_future, classes_future):
+                    future.release()
+            return BootstrapFits.concatenate(parts)
+
+    @contextmanager
+    def _stage_in_flight(self) -> Iterator[int]:
+        """Count the stages being fitted at once (a batch's TFs); yields the count."""
         with self._lock:
-            self._in_flight.update(futures)
+            self._stages += 1
+            stages = self._stages
         try:
-            for future in as_completed(futures):
-                ids = futures[future]
-                try:
-                    part = future.result()
-                except Exception as error:
-                    raise self._failure(label, ids, error) from error
-                parts.append(part)
-                if on_chunk is not None:
-                    on_chunk(part)
-                done += len(ids)
-                if progress is not None:
-                    progress(done, n_bootstraps)
+            yield stages
         finally:
             with self._lock:
-                self._in_flight.difference_update(futures)
-            for future in futures:
-                future.release()
-            for future in (X_future, y_future, classes_future):
-                future.release()
-        return BootstrapFits.concatenate(parts)
+                self._stages -= 1
 
     def _failure(self, label: str, ids: np.ndarray, error: BaseException) -> Exception:
         """The exception that says why a chunk came back without results."""

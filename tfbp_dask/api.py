@@ -28,13 +28,14 @@ from typing import TYPE_CHECKING, Any
 from .config import WorkflowConfig
 from .engines import BootstrapFits
 from .errors import InputError
-from .execution import Executor
+from .execution import Executor, client_security
 from .inputs import ModelingData, prepare_modeling_data, read_blacklist, read_table
 from .outputs import PARTIAL_SUFFIX, RunDirectory, read_manifest, timestamp_now, write_table
 from .workflow import TOPN_SEED_OFFSET, WorkflowResult, choose_seed, run_workflow
 
 if TYPE_CHECKING:
     from distributed import Client
+    from distributed.security import Security
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +99,7 @@ def run(
     config: WorkflowConfig,
     client: Client | None = None,
     progress: ProgressHook | None = None,
+    security: Security | None = None,
 ) -> RunOutcome:
     """Run the whole workflow for one TF and write its run directory.
 
@@ -110,6 +112,9 @@ def run(
         ``n_cpus`` workers is started (and closed at the end).
     progress : callable, optional
         Told ``(perturbed_tf, stage, done, total)`` after every finished chunk.
+    security : distributed.security.Security, optional
+        Certificates for joining a ``tls://`` ``scheduler_address``; by
+        default the config's ``tls_*`` files, then Dask's configuration.
 
     Raises
     ------
@@ -118,7 +123,7 @@ def run(
     """
     config.validate()
     data = _prepare(config, _InputCache())
-    with _connect(config, client) as executor:
+    with _connect(config, client, security) as executor:
         return _run_loaded(config, data, executor, progress)
 
 
@@ -144,13 +149,14 @@ def run_many(
     tfs_progress: BatchHook | None = None,
     max_concurrent_tfs: int | None = None,
     resume_batch: bool = False,
+    security: Security | None = None,
 ) -> list[BatchEntry]:
     """Run several TFs concurrently on one cluster; one TF's failure spares the others.
 
     Parameters
     ----------
     configs : sequence of WorkflowConfig
-        One per TF. The cluster settings (``n_cpus``, ``scheduler_address``) and
+        One per TF. The cluster settings (``n_cpus``, ``scheduler_address``, ``tls_*``) and
         ``output_dir`` of the first are used for the batch.
     client : distributed.Client, optional
         An existing client; it is not closed.
@@ -166,6 +172,8 @@ def run_many(
         a TF with a finished run directory is not run again (its entry says
         ``done earlier``), a TF with a ``.partial`` directory is resumed from
         its checkpoints, and the others start afresh.
+    security : distributed.security.Security, optional
+        Certificates for a ``tls://`` scheduler, as for ``run``.
 
     Returns
     -------
@@ -199,7 +207,7 @@ def run_many(
     first = configs[0]
     started = timestamp_now()
     entries: list[BatchEntry | None] = [None] * len(configs)
-    with _connect(first, client) as executor:
+    with _connect(first, client, security) as executor:
         limit = max_concurrent_tfs or max(2, 2 * executor.n_workers)
         done = 0
         pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="tfbp-tf")
@@ -401,12 +409,17 @@ def available_tfs(response_file: Path, predictors_file: Path) -> list[str]:
     return [c for c in cache.table(predictors_file, "predictors").columns if c in response_columns]
 
 
-def _connect(config: WorkflowConfig, client: Client | None) -> Executor:
+def _connect(
+    config: WorkflowConfig, client: Client | None, security: Security | None = None
+) -> Executor:
+    if security is None and config.scheduler_address is not None:
+        security = client_security(config.tls_ca_file, config.tls_cert, config.tls_key)
     return Executor.connect(
         config.n_cpus,
         config.scheduler_address,
         client,
         connect_timeout=config.connect_timeout,
+        security=security,
     )
 
 
@@ -469,6 +482,7 @@ def resume(
     config: WorkflowConfig,
     client: Client | None = None,
     progress: ProgressHook | None = None,
+    security: Security | None = None,
 ) -> RunOutcome:
     """Finish an interrupted run from its ``.partial`` directory.
 
@@ -485,7 +499,7 @@ def resume(
     partial_dir = Path(partial_dir)
     _check_resumable(partial_dir, config)
     data = _prepare(config, _InputCache())
-    with _connect(config, client) as executor:
+    with _connect(config, client, security) as executor:
         return _run_loaded(config, data, executor, progress, resume_from=partial_dir)
 
 

@@ -183,13 +183,18 @@ def remote_cluster(tmp_path_factory: pytest.TempPathFactory):
     cluster.stop()
 
 
-def load_make_certs():
-    """``deploy/make_certs.py``, the script users run to make their certificates."""
-    path = Path(__file__).resolve().parents[1] / "deploy" / "make_certs.py"
-    spec = importlib.util.spec_from_file_location("make_certs", path)
+def load_deploy_script(name: str):
+    """A script of ``deploy/`` (e.g. ``make_certs.py``, ``slurm/run_batch.py``) as a module."""
+    path = Path(__file__).resolve().parents[1] / "deploy" / name
+    spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def load_make_certs():
+    """``deploy/make_certs.py``, the script users run to make their certificates."""
+    return load_deploy_script("make_certs.py")
 
 
 @pytest.fixture(scope="session")

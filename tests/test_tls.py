@@ -15,7 +15,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from conftest import dataset_config, load_make_certs
+from conftest import dataset_config, load_deploy_script, load_make_certs
+from distributed import Client
 
 from tfbp_dask import run
 from tfbp_dask.config import OptionError
@@ -217,3 +218,13 @@ def test_make_certs_writes_private_keys_and_never_overwrites(tmp_path):
     assert paths["ca"].read_bytes() == before
     with pytest.raises(InputError, match="cannot read it"):
         ClientFiles(str(paths["ca"]), str(tmp_path / "absent.pem"), None).check("tls://h:1")
+
+
+def test_slurm_driver_security_joins_a_tls_cluster(tls_cluster, certificates):
+    """The driver's credentials (from a make_certs.py directory) are accepted by the cluster."""
+    driver = load_deploy_script("slurm/run_batch.py")
+    args = driver.parse_args(["--response_file", "r", "--predictors_file", "p"] + [
+        "--perturbed_tfs_file", "t", "--tls_dir", str(certificates["ca"].parent)
+    ])  # fmt: skip
+    with Client(tls_cluster.address, security=driver.tls_security(args), timeout="20s") as client:
+        assert len(client.scheduler_info(n_workers=-1)["workers"]) == 2

@@ -59,10 +59,11 @@ class ClientFiles:
         for name in ("ca_file", "cert", "key"):
             value = getattr(self, name)
             if value and "\n" not in value:  # PEM text in memory needs no file
-                _check_readable(value, SOURCES[name])
+                check_readable(value, SOURCES[name])
 
 
-def _check_readable(path: str, source: str) -> None:
+def check_readable(path: str, source: str) -> None:
+    """Raise ``InputError`` naming ``path`` and where it came from if it cannot be read."""
     try:
         with open(path, "rb") as handle:
             handle.read(1)

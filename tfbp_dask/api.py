@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from . import provenance
 from .batch import BatchEntry, BatchHook, run_batch, write_batch_table
+from .batch_report import write_interactions
 from .config import WorkflowConfig
 from .errors import InputError
 from .execution import Executor, client_security
@@ -143,6 +144,9 @@ def run_many(
             configs, prepared, executor, progress, tfs_progress, limit, resume_batch
         )
     write_batch_table(first.output_dir, started, entries)
+    write_interactions(
+        first.output_dir, started, (i for e in entries for i in e.interactions), len(entries)
+    )
     return entries
 
 

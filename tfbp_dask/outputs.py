@@ -272,18 +272,21 @@ class RunDirectory:
         self._files([], [(path, plot, args)])
 
     def _files(self, tables: list[tuple[Any, Path]], figures: list[_Figure]) -> None:
-        """Write tables and figures: here (figures drawn by ``render``), or in one ``offload`` task.
+        """Write tables and figures: here (figures drawn by ``render``), or by ``offload`` tasks.
 
-        Offloaded, a stage's tables and figures are one task (one message
-        each way), and a figure is written where it is drawn: the PNG never
-        travels.
+        Offloaded, each figure is a task that draws and writes it (the PNG
+        never travels; submitted first, the figures of a stage are on disk
+        while the next stage runs), and a stage's tables are one more task.
         """
-        if self._offload is not None:
-            self._pending_files.append(self._offload(write_files, tables, figures))
+        if self._offload is None:
+            write_tables(tables)
+            for path, plot, args in figures:
+                self._pending_plots.append((path, self._render(plot, *args)))
             return
-        write_tables(tables)
-        for path, plot, args in figures:
-            self._pending_plots.append((path, self._render(plot, *args)))
+        for figure in figures:
+            self._pending_files.append(self._offload(write_files, [], [figure]))
+        if tables:
+            self._pending_files.append(self._offload(write_files, tables, []))
 
     def wait_for_files(self, wait: bool = True) -> None:
         """Wait until the files handed over so far are written (or drop those written)."""

@@ -113,3 +113,12 @@ def test_stratification_problem_exactly_when_stratified_kfold_fails(layout):
             assert f"holds {counts.max()});" in problem
         else:
             assert problem is None
+
+
+def test_draws_take_the_smallest_unsigned_type_and_keep_their_values() -> None:
+    for n, dtype in ((256, np.uint8), (257, np.uint16), (70000, np.uint32)):
+        draws = bootstrap_draws(n, 2, seed=5)
+        assert draws.dtype == dtype
+        stream = np.random.RandomState(5)
+        expected = np.stack([stream.randint(0, n, size=n) for _ in range(2)])
+        np.testing.assert_array_equal(draws, expected)

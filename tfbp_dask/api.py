@@ -20,13 +20,13 @@ from .batch import BatchEntry, BatchHook, run_batch, write_batch_table
 from .batch_report import write_interactions
 from .config import WorkflowConfig
 from .errors import InputError
-from .execution import Executor
-from .inputs import ModelingData
+from .execution import Executor, client_security
 from .outputs import read_manifest, timestamp_now
 from .runner import InputCache, ProgressHook, RunOutcome, prepare, run_loaded
 
 if TYPE_CHECKING:
     from distributed import Client  # noqa: TID251 - a type hint only
+    from distributed.security import Security  # noqa: TID251 - a type hint only
 
 __all__ = [
     "BatchEntry",
@@ -45,6 +45,7 @@ def run(
     config: WorkflowConfig,
     client: Client | None = None,
     progress: ProgressHook | None = None,
+    security: Security | None = None,
 ) -> RunOutcome:
     """Run the whole workflow for one TF and write its run directory.
 
@@ -57,6 +58,9 @@ def run(
         ``n_cpus`` workers is started (and closed at the end).
     progress : callable, optional
         Told ``(perturbed_tf, stage, done, total)`` after every finished chunk.
+    security : distributed.security.Security, optional
+        Certificates for joining a ``tls://`` ``scheduler_address``; by
+        default the config's ``tls_*`` files, then Dask's configuration.
 
     Raises
     ------
@@ -65,7 +69,7 @@ def run(
     """
     config.validate()
     data = prepare(config, InputCache())
-    with _connect(config, client) as executor:
+    with _connect(config, client, security) as executor:
         return run_loaded(config, data, executor, progress)
 
 
@@ -76,13 +80,14 @@ def run_many(
     tfs_progress: BatchHook | None = None,
     max_concurrent_tfs: int | None = None,
     resume_batch: bool = False,
+    security: Security | None = None,
 ) -> list[BatchEntry]:
     """Run several TFs concurrently on one cluster; one TF's failure spares the others.
 
     Parameters
     ----------
     configs : sequence of WorkflowConfig
-        One per TF. The cluster settings (``n_cpus``, ``scheduler_address``) and
+        One per TF. The cluster settings (``n_cpus``, ``scheduler_address``, ``tls_*``) and
         ``output_dir`` of the first are used for the batch.
     client : distributed.Client, optional
         An existing client; it is not closed.
@@ -98,6 +103,8 @@ def run_many(
         a TF with a finished run directory is not run again (its entry says
         ``done earlier``), a TF with a ``.partial`` directory is resumed from
         its checkpoints, and the others start afresh.
+    security : distributed.security.Security, optional
+        Certificates for a ``tls://`` scheduler, as for ``run``.
 
     Returns
     -------
@@ -120,21 +127,12 @@ def run_many(
         cache.table(config.response_file, "response")
         cache.table(config.predictors_file, "predictors")
         cache.blacklist(config.blacklist_file)
-    prepared: list[ModelingData | InputError] = []
-    for config in configs:
-        try:
-            prepared.append(prepare(config, cache))
-        except InputError as error:  # this TF only (e.g. absent from the response file)
-            prepared.append(error)
-    if all(isinstance(data, InputError) for data in prepared):
-        raise prepared[0]  # nothing can run: bad input, before any cluster starts
+    _check_one_runs(configs, cache)
     first = configs[0]
     started = timestamp_now()
-    with _connect(first, client) as executor:
+    with _connect(first, client, security) as executor:
         limit = max_concurrent_tfs or max(2, 2 * executor.n_workers)
-        entries = run_batch(
-            configs, prepared, executor, progress, tfs_progress, limit, resume_batch
-        )
+        entries = run_batch(configs, cache, executor, progress, tfs_progress, limit, resume_batch)
     write_batch_table(first.output_dir, started, entries)
     write_interactions(
         first.output_dir, started, (i for e in entries for i in e.interactions), len(entries)
@@ -147,6 +145,7 @@ def resume(
     config: WorkflowConfig,
     client: Client | None = None,
     progress: ProgressHook | None = None,
+    security: Security | None = None,
 ) -> RunOutcome:
     """Finish an interrupted run from its ``.partial`` directory.
 
@@ -163,7 +162,7 @@ def resume(
     partial_dir = Path(partial_dir)
     provenance.check_resumable(partial_dir, config)
     data = prepare(config, InputCache())
-    with _connect(config, client) as executor:
+    with _connect(config, client, security) as executor:
         return run_loaded(config, data, executor, progress, resume_from=partial_dir)
 
 
@@ -184,11 +183,35 @@ def interrupted_tf(partial_dir: Path) -> str:
     return str(manifest["perturbed_tf"])
 
 
-def _connect(config: WorkflowConfig, client: Client | None) -> Executor:
+def _check_one_runs(configs: Sequence[WorkflowConfig], cache: InputCache) -> None:
+    """Raise the first TF's InputError when no TF of the batch can be prepared.
+
+    Only the TFs up to the first good one are prepared here (and dropped): each
+    TF's inputs are prepared again when its turn comes, so that the client never
+    holds every TF's arrays at once.
+    """
+    first_error: InputError | None = None
+    for config in configs:
+        try:
+            prepare(config, cache)
+        except InputError as error:  # this TF only (e.g. absent from the response file)
+            first_error = first_error or error
+        else:
+            return
+    assert first_error is not None
+    raise first_error  # nothing can run: bad input, before any cluster starts
+
+
+def _connect(
+    config: WorkflowConfig, client: Client | None, security: Security | None = None
+) -> Executor:
     """The cluster of a run: the caller's client, the config's scheduler, or a local one."""
+    if security is None and config.scheduler_address is not None:
+        security = client_security(config.tls_ca_file, config.tls_cert, config.tls_key)
     return Executor.connect(
         config.n_cpus,
         config.scheduler_address,
         client,
         connect_timeout=config.connect_timeout,
+        security=security,
     )

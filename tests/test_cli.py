@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from bad_input_cases import CASES, PERTURBED_TF, valid_files
+from conftest import png_size
 
 from tfbp_dask.cli import main
 
@@ -25,7 +26,8 @@ PLOTS = ("coefficient_cis.png", "alpha_distribution.png", "selection_frequency.p
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    # Warnings are errors in the command's process and its workers, as in the suite.
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
     return subprocess.run(
         [sys.executable, "-m", "tfbp_dask", COMMAND, *args],
         capture_output=True,
@@ -99,7 +101,13 @@ def test_full_run_writes_the_documented_layout(small_dataset, tmp_path):
     ]
     for table in ("significance_results", "comparison_statistics", "final_selection"):
         _assert_twin(run_dir / "interactor_significance" / table)
-    assert (run_dir / "interactor_significance" / "interaction_plots" / "delta_r2.png").exists()
+    significance = pd.read_parquet(
+        run_dir / "interactor_significance" / "significance_results.parquet"
+    )
+    assert len(significance) > 0
+    delta_r2 = run_dir / "interactor_significance" / "interaction_plots" / "delta_r2.png"
+    # One bar per interactor: the figure is 1.5 in + 0.35 in per row tall, at 100 dpi.
+    assert png_size(delta_r2.read_bytes())[1] == round(100 * (1.5 + 0.35 * len(significance)))
     for table in ("processed_response", "processed_predictors", "bootstrap_indices"):
         _assert_twin(run_dir / "input_data" / table)
     indices = pd.read_parquet(run_dir / "input_data" / "bootstrap_indices.parquet")
@@ -108,10 +116,20 @@ def test_full_run_writes_the_documented_layout(small_dataset, tmp_path):
     planted = {f"TF01:{partner}" for partner in data.planted["TF01"]}
     significant = set(ci.loc[ci["significant"], "term"])
     assert planted <= significant
+    # The JSON files hold the significant terms' intervals and stage 4's table, value for value.
+    for name, stage in (
+        ("all_data_significant_98-0", "all_data"),
+        ("topn_significant_90-0", "topn"),
+    ):
+        table = pd.read_parquet(run_dir / f"{stage}_results" / "confidence_intervals.parquet")
+        table = table[table["significant"]]
+        assert len(table) > 0
+        expected = {row.term: [row.lower, row.upper] for row in table.itertuples()}
+        assert json.loads((run_dir / f"{name}.json").read_text()) == expected
     all_data_json = json.loads((run_dir / "all_data_significant_98-0.json").read_text())
     assert set(all_data_json) == significant
-    assert json.loads((run_dir / "topn_significant_90-0.json").read_text())
     vs_main = json.loads((run_dir / "interactor_vs_main_result.json").read_text())
+    assert vs_main == significance.to_dict(orient="records")
     assert {row["interactor"] for row in vs_main} <= significant
 
     summary = json.loads((run_dir / "input_data" / "data_summary.json").read_text())

@@ -17,9 +17,9 @@ import pytest
 from conftest import RemoteCluster, dataset_config
 
 from tfbp_dask import WorkflowConfig, resume, run, run_many
-from tfbp_dask.api import _file_record
 from tfbp_dask.errors import InputError
 from tfbp_dask.execution import SchedulerLost, StageFailure
+from tfbp_dask.provenance import file_record as _file_record
 
 NUMERIC_FILES = (
     "all_data_results/bootstrap_coefficients.csv",

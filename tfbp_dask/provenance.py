@@ -1,0 +1,197 @@
+"""What a run records about itself, and what a resumed run must match.
+
+``manifest`` and ``check_resumable`` guard ``--resume`` (same inputs' sha256,
+same options that change numbers, the seed reused); ``summary`` is
+``data_summary.json``; ``attach_log``/``detach_log`` keep each run's log file
+to its own thread; ``earlier_runs`` finds a TF's finished and interrupted run
+directories for a resumed batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import re
+import threading
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .config import WorkflowConfig
+from .errors import InputError
+from .outputs import PARTIAL_SUFFIX, read_manifest
+from .workflow import TOPN_SEED_OFFSET, WorkflowResult
+
+if TYPE_CHECKING:
+    from .execution import Executor
+
+REPORTED_PACKAGES = (
+    "tfbp-dask",
+    "numpy",
+    "pandas",
+    "scikit-learn",
+    "scipy",
+    "dask",
+    "distributed",
+    "pyarrow",
+)
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+_RUN_DIR_NAME = re.compile(r"_\d{8}_\d{6}(?:_\d+)?$")
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def manifest(config: WorkflowConfig, seed: int) -> dict[str, Any]:
+    """The TF, seed, inputs' sha256 and number-changing options of a run."""
+    inputs = {
+        "response_file": file_record(config.response_file),
+        "predictors_file": file_record(config.predictors_file),
+        "blacklist_file": file_record(config.blacklist_file),
+    }
+    return {
+        "perturbed_tf": config.perturbed_tf,
+        "seed": seed,
+        "input_sha256": {k: v["sha256"] if v else None for k, v in inputs.items()},
+        "options": config.numeric_options(),
+    }
+
+
+def check_resumable(partial_dir: Path, config: WorkflowConfig) -> int:
+    """The seed of the interrupted run, once its inputs and options match ``config``."""
+    recorded = read_manifest(partial_dir)
+    if not partial_dir.name.endswith(PARTIAL_SUFFIX) or recorded is None:
+        raise InputError(
+            f"--resume {partial_dir}: not the .partial directory of an interrupted run"
+        )
+    current = manifest(config, recorded["seed"])
+    if config.random_state in (None, recorded["seed"]):  # a drawn seed is reused
+        current["options"]["random_state"] = recorded["options"]["random_state"]
+    differences = [
+        key
+        for section in ("input_sha256", "options")
+        for key in sorted(set(recorded[section]) | set(current[section]))
+        if recorded[section].get(key) != current[section].get(key)
+    ]
+    if recorded["perturbed_tf"] != config.perturbed_tf:
+        differences.insert(0, "perturbed_tf")
+    if differences:
+        raise InputError(
+            f"--resume {partial_dir}: the run used other inputs or options; differs in: "
+            + ", ".join(differences)
+        )
+    return int(recorded["seed"])
+
+
+def earlier_runs(config: WorkflowConfig) -> tuple[list[Path], list[Path]]:
+    """Finished and interrupted run directories of this TF in its output dir, oldest first."""
+    prefix = f"{config.perturbed_tf}{config.output_suffix}"
+    finished, partials = [], []
+    output_dir = Path(config.output_dir)
+    candidates = sorted(output_dir.iterdir()) if output_dir.is_dir() else []
+    for path in candidates:
+        name = path.name.removesuffix(PARTIAL_SUFFIX)
+        if not path.is_dir() or not name.startswith(prefix):
+            continue
+        if not _RUN_DIR_NAME.fullmatch(name[len(prefix) :]):
+            continue
+        (partials if path.name.endswith(PARTIAL_SUFFIX) else finished).append(path)
+    return finished, partials
+
+
+def attach_log(path: Path) -> logging.Handler:
+    """The run log: this thread's records only (a batch runs one TF per thread)."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler.setLevel(logging.DEBUG)
+    thread = threading.get_ident()
+    handler.addFilter(lambda record: record.thread == thread)
+    package_logger = logging.getLogger("tfbp_dask")
+    package_logger.addHandler(handler)
+    if package_logger.getEffectiveLevel() > logging.INFO:
+        package_logger.setLevel(logging.INFO)
+    return handler
+
+
+def detach_log(handler: logging.Handler) -> None:
+    logging.getLogger("tfbp_dask").removeHandler(handler)
+    handler.close()
+
+
+def file_record(path: Path | None) -> dict[str, Any] | None:
+    """Path, size and sha256 of an input file (hashed once per version of the file).
+
+    A run records its inputs twice (manifest, summary) and a batch runs many
+    TFs on the same files: the digest is reused while the file's size and
+    modification time are unchanged.
+    """
+    if path is None:
+        return None
+    resolved = Path(path).resolve()
+    stat = resolved.stat()
+    key = (str(resolved), stat.st_size, stat.st_mtime_ns)
+    digest = _DIGESTS.get(key)
+    if digest is None:
+        digest = hashlib.sha256(resolved.read_bytes()).hexdigest()
+        _DIGESTS[key] = digest
+    return {"path": str(resolved), "bytes": stat.st_size, "sha256": digest}
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in REPORTED_PACKAGES:
+        try:
+            versions[name] = version(name)
+        except PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def summary(
+    config: WorkflowConfig, result: WorkflowResult, executor: Executor, wall: float
+) -> dict[str, Any]:
+    """``data_summary.json``: inputs, counts, stages, options, seeds, cluster, packages."""
+    stages = {}
+    for stage in (result.all_data, result.topn):
+        if stage is not None:
+            stages[stage.name] = {
+                "n_rows": len(stage.rows),
+                "seed": stage.seed,
+                "ci_level": stage.ci_level,
+                "terms": [term.name for term in stage.terms],
+                "significant_terms": [term.name for term in stage.significant_terms],
+                "dropout_rounds": [
+                    {"round": r.round, "ci_level": r.ci_level, "terms_kept": r.terms_kept}
+                    for r in stage.dropout_rounds
+                ],
+            }
+    if result.interactors is not None:
+        stages["interactors"] = {
+            "method": result.interactors.method,
+            "n_rows": result.interactors.n_rows,
+            "final_selection": result.interactors.final_selection["term"].tolist(),
+        }
+    return {
+        "perturbed_tf": result.data.perturbed_tf,
+        "inputs": {
+            "response_file": file_record(config.response_file),
+            "predictors_file": file_record(config.predictors_file),
+            "blacklist_file": file_record(config.blacklist_file),
+        },
+        "feature_counts": dict(result.data.feature_counts),
+        "warnings": list(result.data.warnings),
+        "stage1_terms": [term.name for term in result.stage1_terms],
+        "stages": stages,
+        "options": config.options_record(),
+        "seed": result.seed,
+        "seeds": {"all_data": result.seed, "topn": result.seed + TOPN_SEED_OFFSET},
+        "seed_source": "--random_state" if config.random_state is not None else "os entropy",
+        "engine": config.engine,
+        "cluster": executor.describe(),
+        "packages": package_versions(),
+        "wall_seconds": {
+            **{k: round(v, 3) for k, v in result.stage_seconds.items()},
+            "total": round(wall, 3),
+        },
+        "outcome": result.outcome,
+    }

@@ -1,0 +1,168 @@
+"""One TF from prepared inputs to its finished run directory.
+
+``prepare`` reads (through an ``InputCache`` shared by a batch) and aligns a
+TF's inputs; ``run_loaded`` creates or reopens the ``.partial`` directory,
+attaches the run log, runs the workflow with a ``Listener`` that writes each
+stage's files as soon as the stage is done, writes ``data_summary.json`` and
+moves the directory into place. On failure the ``.partial`` directory keeps
+what was done (resumable) and the error is raised again.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from . import provenance
+from .config import WorkflowConfig
+from .engines import BootstrapFits
+from .inputs import ModelingData, prepare_modeling_data, read_blacklist, read_table
+from .outputs import RunDirectory
+from .workflow import WorkflowResult, choose_seed, run_workflow
+
+if TYPE_CHECKING:
+    from .execution import Executor
+
+logger = logging.getLogger("tfbp_dask.api")
+
+ProgressHook = Callable[[str, str, int, int], None]
+"""Called as ``hook(perturbed_tf, stage, bootstraps_done, bootstraps_total)``."""
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """A finished run: where its files are and what it computed."""
+
+    run_dir: Path
+    result: WorkflowResult
+
+    @property
+    def outcome(self) -> str:
+        return self.result.outcome
+
+
+class Listener:
+    """Writes each stage's files as soon as the stage is done and forwards progress."""
+
+    def __init__(self, run_dir: RunDirectory, tf: str, hook: ProgressHook | None) -> None:
+        self.run_dir = run_dir
+        self.tf = tf
+        self.hook = hook
+        self.latest: WorkflowResult | None = None
+
+    def progress(self, stage: str, done: int, total: int) -> None:
+        self.run_dir.write_plots(wait=False)  # figures of finished stages, once drawn
+        if self.hook is not None:
+            self.hook(self.tf, stage, done, total)
+
+    def completed(self, label: str) -> BootstrapFits | None:
+        return self.run_dir.load_chunks(label)
+
+    def chunk_done(self, label: str, fits: BootstrapFits) -> None:
+        self.run_dir.save_chunk(label, fits)
+
+    def stage_done(self, result: WorkflowResult, stage: str) -> None:
+        self.latest = result
+        self.run_dir.write_stage(result, stage)
+
+
+class InputCache:
+    """Tables and blacklists read once per path for a whole batch."""
+
+    def __init__(self) -> None:
+        self._tables: dict[tuple[Path, str], Any] = {}
+        self._blacklists: dict[Path, list[str]] = {}
+
+    def table(self, path: Path, role: str) -> Any:
+        key = (Path(path).resolve(), role)
+        if key not in self._tables:
+            self._tables[key] = read_table(Path(path), role)
+        return self._tables[key]
+
+    def blacklist(self, path: Path | None) -> list[str]:
+        if path is None:
+            return []
+        key = Path(path).resolve()
+        if key not in self._blacklists:
+            self._blacklists[key] = read_blacklist(Path(path))
+        return self._blacklists[key]
+
+
+def prepare(config: WorkflowConfig, cache: InputCache) -> ModelingData:
+    """Read (cached) and align the inputs of one TF."""
+    response = cache.table(config.response_file, "response")
+    predictors = cache.table(config.predictors_file, "predictors")
+    blacklist = cache.blacklist(config.blacklist_file)
+    return prepare_modeling_data(
+        response,
+        predictors,
+        config.perturbed_tf,
+        response_path=config.response_file,
+        predictors_path=config.predictors_file,
+        blacklist=blacklist,
+        add_model_variables=config.add_model_variables,
+        exclude_interactor_variables=config.exclude_interactor_variables,
+    )
+
+
+def run_loaded(
+    config: WorkflowConfig,
+    data: ModelingData,
+    executor: Executor,
+    progress: ProgressHook | None,
+    resume_from: Path | None = None,
+) -> RunOutcome:
+    """Run one TF whose inputs are prepared; a new run, or ``resume_from`` a ``.partial``."""
+    started = time.perf_counter()
+    if resume_from is None:
+        run_dir = RunDirectory(
+            config.output_dir, config.perturbed_tf, config.output_suffix, render=executor.render
+        )
+        seed = choose_seed(config.random_state)
+        run_dir.save_manifest(provenance.manifest(config, seed))
+    else:
+        run_dir = RunDirectory.reopen(resume_from, render=executor.render)
+        seed = provenance.check_resumable(resume_from, config)
+    handler = provenance.attach_log(run_dir.log_path)
+    result = WorkflowResult(config=config, data=data, seed=seed, stage1_terms=[])
+    listener = Listener(run_dir, data.perturbed_tf, progress)
+
+    def summary() -> dict[str, Any]:
+        return provenance.summary(config, result, executor, time.perf_counter() - started)
+
+    try:
+        if resume_from is not None:
+            logger.info("resuming %s: only bootstraps not checkpointed are fitted", resume_from)
+        logger.info("run directory %s (written as %s)", run_dir.final_path, run_dir.path.name)
+        logger.info("%s: feature counts %s", data.perturbed_tf, data.feature_counts)
+        for message in data.warnings:
+            logger.warning(message)
+        run_dir.write_inputs(result)
+        result = run_workflow(config, data, executor, listener, seed)
+        logger.info("%s: %s", data.perturbed_tf, result.outcome)
+        run_dir.write_summary(summary())
+    except BaseException as error:
+        logger.error(
+            "run failed (%s: %s); partial results kept in %s (continue it with --resume %s)",
+            type(error).__name__,
+            error,
+            run_dir.path,
+            run_dir.path,
+        )
+        result = listener.latest or result
+        result.outcome = f"failed: {type(error).__name__}: {error}"
+        try:
+            run_dir.write_summary(summary())
+            try:
+                run_dir.write_plots()  # the figures of the stages that finished
+            except Exception as plot_error:  # never hide the run's own error
+                logger.warning("figures of the finished stages not written: %s", plot_error)
+        finally:
+            provenance.detach_log(handler)
+        raise
+    provenance.detach_log(handler)
+    return RunOutcome(run_dir.finish(), result)

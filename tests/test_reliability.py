@@ -112,13 +112,19 @@ def test_resume_refuses_other_options_or_inputs(tiny_dataset, tmp_path, client_t
 
 
 def _cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tfbp_dask", "linear_perturbation_binding_modeling", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "error"},  # warnings are errors, as in the suite
-    )
+    # A job a shell starts in the background ignores SIGINT, and so would the command started
+    # here (an ignored signal stays ignored across exec): it must meet SIGINT as at a terminal.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tfbp_dask", "linear_perturbation_binding_modeling", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONWARNINGS": "error"},  # warnings are errors, as in the suite
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _wait_for_checkpoint(output_dir: Path, process: subprocess.Popen, limit: float = 120) -> Path:

@@ -35,7 +35,7 @@ def test_batch_numbers_equal_single_runs(tiny_dataset, tmp_path, client_two_work
             assert (batch_dir / stage / name).read_bytes() == (
                 single.run_dir / stage / name
             ).read_bytes()
-    (table_path,) = (tmp_path / "batch").glob("batch_*.csv")
+    (table_path,) = (tmp_path / "batch").glob("batch_*[0-9].csv")
     table = pd.read_csv(table_path, keep_default_na=False)
     assert table["perturbed_tf"].tolist() == ["TF01", "TF02", "TF03"]
     assert (table["status"] != "failed").all()

@@ -23,11 +23,12 @@ def _canonical(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def _requirements() -> dict[str, str]:
-    """Every requirement of the package and its test extra, by canonical name: its specifier."""
+def _requirements(extras: bool = True) -> dict[str, str]:
+    """The package's requirements (and its test extra's), by canonical name: the specifier."""
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    lines = project["dependencies"] + (project["optional-dependencies"]["test"] if extras else [])
     requirements = {}
-    for line in [*project["dependencies"], *project["optional-dependencies"]["test"]]:
+    for line in lines:
         name, specifier = REQUIREMENT.match(line).groups()
         requirements[_canonical(name)] = specifier.replace(" ", "")
     return requirements
@@ -69,7 +70,7 @@ def _third_party_imports() -> set[str]:
 
 def test_every_imported_library_is_declared():
     distributions = importlib.metadata.packages_distributions()
-    declared = set(_requirements())
+    declared = set(_requirements(extras=False))
     undeclared = {
         module
         for module in _third_party_imports()

@@ -67,7 +67,7 @@ def test_cli_batch_on_remote_cluster_survives_a_failing_tf(tiny_dataset, tmp_pat
         "--scheduler_address", remote_cluster.address,
     )  # fmt: skip
     assert done.returncode == 1, done.stderr  # one TF failed
-    (batch_csv,) = out.glob("batch_*.csv")
+    (batch_csv,) = out.glob("batch_*[0-9].csv")
     table = pd.read_csv(batch_csv, keep_default_na=False).set_index("perturbed_tf")
     assert list(table.columns) == [
         "status", "run_dir", "n_significant_all_data", "n_significant_topn",
@@ -112,11 +112,11 @@ def test_cli_all_and_tfs_file_name_the_batch(tmp_path, remote_cluster):
     ]  # fmt: skip
     done = _cli(*common, "--perturbed_tf", "all", "--output_dir", str(tmp_path / "all"))
     assert done.returncode == 0, done.stderr
-    (batch_csv,) = (tmp_path / "all").glob("batch_*.csv")
+    (batch_csv,) = (tmp_path / "all").glob("batch_*[0-9].csv")
     assert pd.read_csv(batch_csv)["perturbed_tf"].tolist() == ["TF01", "TF02", "TF03", "TF04"]
     tfs_file = tmp_path / "tfs.txt"
     tfs_file.write_text("# two of them\nTF03\n\nTF01\n")
     done = _cli(*common, "--perturbed_tfs_file", str(tfs_file), "--output_dir", str(tmp_path / "f"))
     assert done.returncode == 0, done.stderr
-    (batch_csv,) = (tmp_path / "f").glob("batch_*.csv")
+    (batch_csv,) = (tmp_path / "f").glob("batch_*[0-9].csv")
     assert pd.read_csv(batch_csv)["perturbed_tf"].tolist() == ["TF03", "TF01"]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import provenance
+from .batch_report import Interaction, interaction_rows, read_interaction_rows
 from .config import WorkflowConfig
 from .errors import InputError
 from .inputs import ModelingData
@@ -46,6 +47,7 @@ class BatchEntry:
     wall_seconds: float
     error: str
     outcome: RunOutcome | None = None
+    interactions: tuple[Interaction, ...] = ()
 
 
 def run_batch(
@@ -135,6 +137,7 @@ def _timed_run(
         wall_seconds=time.perf_counter() - started,
         error="" if result.outcome == "completed" else result.outcome,
         outcome=outcome,
+        interactions=interaction_rows(result),
     )
 
 
@@ -155,6 +158,7 @@ def _earlier_entry(tf: str, run_dir: Path) -> BatchEntry:
         final_selection=tuple(stages.get("interactors", {}).get("final_selection", ())),
         wall_seconds=0.0,
         error="",
+        interactions=read_interaction_rows(run_dir),
     )
 
 

@@ -134,6 +134,12 @@ def _atomic(target: Path) -> Iterator[Path]:
         temporary.unlink(missing_ok=True)
 
 
+def write_bytes(data: bytes, path: Path) -> None:
+    """Write ``data`` (e.g. a PNG) atomically."""
+    with _atomic(path) as temporary:
+        temporary.write_bytes(data)
+
+
 def write_json(value: Any, path: Path) -> None:
     """Write JSON atomically (indent 2, a trailing newline)."""
     with _atomic(path) as temporary:
@@ -219,8 +225,7 @@ class RunDirectory:
         still_drawn = []
         for path, handle in self._pending_plots:
             if wait or handle.done():
-                with _atomic(path) as temporary:
-                    temporary.write_bytes(handle.result())
+                write_bytes(handle.result(), path)
             else:
                 still_drawn.append((path, handle))
         self._pending_plots = still_drawn

@@ -1,4 +1,4 @@
-"""Diagnostic figures (PNG, headless matplotlib): CIs, chosen alphas, selection frequency, ΔR².
+"""Figures (PNG, headless matplotlib): CIs, chosen alphas, selection frequency, ΔR², batch heatmap.
 
 Every function takes plain tables or arrays and a title and returns the PNG
 bytes, so a figure can be drawn wherever is convenient (a run draws them on
@@ -18,6 +18,8 @@ from typing import ParamSpec
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
 MAX_TERMS_SHOWN = 40
@@ -122,4 +124,92 @@ def interactor_deltas(significance: pd.DataFrame, title: str) -> bytes:
     axis.axvline(0.0, color="black", linewidth=0.8)
     axis.set_yticks(positions, labels, fontsize=8)
     axis.set_title(title)
+    return _png(figure)
+
+
+@_one_at_a_time
+def interaction_heatmap(interactions: pd.DataFrame, title: str) -> bytes:
+    """pTF rows × partner columns of a batch's kept interaction terms.
+
+    Colour: the term's median coefficient in the top-N stage (in the all-data
+    stage where the top-N stage did not run), on a diverging scale centred at
+    0; a dot where stage 4 kept the interaction term itself; blank where no
+    stage kept the pair. ``interactions`` has the columns of
+    ``batch_report.Interaction``. Partners that are also pTFs come first, in
+    the rows' order, so that both axes read alike in a batch of every TF.
+    """
+    tfs = list(dict.fromkeys(interactions["perturbed_tf"]))
+    order = {name: i for i, name in enumerate(tfs)}
+    partners = sorted(
+        set(interactions["partner"]),
+        key=lambda name: (0, order[name], "") if name in order else (1, 0, name),
+    )
+    n_rows, n_columns = max(1, len(tfs)), max(1, len(partners))
+    cell = min(0.4, max(0.13, 9.0 / max(n_rows, n_columns)))  # inches
+    font = min(9.0, max(5.0, 0.72 * 72 * cell))
+    char = 0.6 * font / 72  # inches per label character
+    left = 0.55 + char * max((len(str(name)) for name in tfs), default=4)
+    bottom = 0.6 + char * max((len(str(name)) for name in partners), default=4)
+    top, right = 0.9, 1.3  # title and note; colour bar and its label
+    grid_width, grid_height = n_columns * cell, n_rows * cell
+    width = max(7.5, left + grid_width + right)
+    left += (width - left - grid_width - right) / 2  # centred when narrower than the title
+    height = bottom + max(grid_height, 1.2) + top
+    figure = Figure(figsize=(width, height))
+    figure.suptitle(title, y=1 - 0.12 / height, va="top", fontsize=10)
+    if interactions.empty:
+        figure.text(0.5, 0.45, "no interaction term was kept by any stage", ha="center")
+        return _png(figure)
+    figure.text(
+        0.5,
+        1 - 0.45 / height,
+        "colour: median coefficient (top-N stage; all-data where top-N did not run); "
+        "● kept after stage 4; blank: no stage kept the pair",
+        ha="center",
+        va="top",
+        fontsize=8,
+    )
+    axis = figure.add_axes(
+        (left / width, bottom / height, grid_width / width, grid_height / height)
+    )
+    effect = interactions["topn_median"].fillna(interactions["all_data_median"]).to_numpy(float)
+    row = interactions["perturbed_tf"].map(order).to_numpy(int)
+    place = {name: i for i, name in enumerate(partners)}
+    column = interactions["partner"].map(place).to_numpy(int)
+    grid = np.full((n_rows, n_columns), np.nan)
+    grid[row, column] = effect
+    limit = float(np.nanmax(np.abs(effect))) or 1.0
+    cmap = colormaps["coolwarm"].with_extremes(bad="white")
+    image = axis.imshow(
+        np.ma.masked_invalid(grid),
+        cmap=cmap,
+        norm=Normalize(-limit, limit),
+        aspect="auto",
+        interpolation="nearest",
+    )
+    kept = (interactions["stage4_verdict"] == "interactor").to_numpy()
+    axis.scatter(
+        column[kept], row[kept], s=(0.35 * 72 * cell) ** 2, color="black", edgecolors="white"
+    )
+    axis.set_xticks(np.arange(n_columns), partners, rotation=90, fontsize=font)
+    axis.set_yticks(np.arange(n_rows), tfs, fontsize=font)
+    axis.set_xticks(np.arange(n_columns + 1) - 0.5, minor=True)
+    axis.set_yticks(np.arange(n_rows + 1) - 0.5, minor=True)
+    axis.grid(which="minor", color="0.9", linewidth=0.5)
+    axis.tick_params(which="minor", length=0)
+    axis.set_xlim(-0.5, n_columns - 0.5)
+    axis.set_ylim(n_rows - 0.5, -0.5)
+    axis.set_xlabel("partner", fontsize=9)
+    axis.set_ylabel("perturbed TF", fontsize=9)
+    bar_axis = figure.add_axes(
+        (
+            (left + grid_width + 0.2) / width,
+            bottom / height,
+            0.15 / width,
+            max(grid_height, 1.2) / height,
+        )
+    )
+    bar = figure.colorbar(image, cax=bar_axis)
+    bar.set_label("median coefficient", fontsize=8)
+    bar.ax.tick_params(labelsize=7)
     return _png(figure)

@@ -7,12 +7,14 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 from bad_input_cases import CASES, PERTURBED_TF, valid_files
 from conftest import png_size
 
+from tfbp_dask import WorkflowConfig
 from tfbp_dask.cli import main
 
 COMMAND = "linear_perturbation_binding_modeling"
@@ -312,3 +314,21 @@ def test_multi_line_errors_are_printed_on_one_line(monkeypatch, tmp_path, capsys
     assert stop.value.code == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert lines == ["tfbp-dask: error: run failed: ValueError: first line second line"]
+
+
+def test_option_defaults_are_the_library_defaults(monkeypatch, tmp_path):
+    import tfbp_dask.api
+
+    seen = []
+
+    def record(config, progress=None):
+        seen.append(config)
+        return SimpleNamespace(outcome="completed", run_dir=tmp_path)
+
+    monkeypatch.setattr(tfbp_dask.api, "run", record)
+    response, predictors = valid_files(tmp_path)
+    main([COMMAND, "--response_file", str(response), "--predictors_file", str(predictors),
+          "--perturbed_tf", PERTURBED_TF])  # fmt: skip
+    # Only the required options given: every other value is WorkflowConfig's default.
+    expected = WorkflowConfig(response, predictors, perturbed_tf=PERTURBED_TF)
+    assert seen == [expected]

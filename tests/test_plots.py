@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pandas as pd
@@ -153,21 +154,31 @@ def test_run_directory_writes_figures_once_drawn_and_all_before_finishing(tmp_pa
 def test_figures_of_a_stage_are_on_disk_while_the_next_stage_runs(
     tiny_dataset, tmp_path, client_two_workers
 ) -> None:
-    # The all-data figures are submitted before the top-N fits, so by the last
-    # top-N progress report they are drawn and written, before the run ends.
+    # The all-data figures are submitted before the top-N fits and written
+    # without waiting for the run's end: while the top-N stage is held at its
+    # first progress report, they appear on disk. (Were they written only when
+    # the run finishes, the wait below would run out.)
     output_dir = tmp_path / "results"
     config = dataset_config(
         tiny_dataset, output_dir, n_bootstraps=12, random_state=3, top_n=150, chunk_size=1
     )
+    expected = ["alpha_distribution.png", "coefficient_cis.png", "selection_frequency.png"]
     seen: list[list[str]] = []
 
     def progress(tf: str, stage: str, done: int, total: int) -> None:
-        if stage.startswith("top") and done == total:
-            (partial,) = output_dir.glob("*.partial")
-            plot_dir = partial / "all_data_results" / "diagnostic_plots"
-            seen.append(sorted(path.name for path in plot_dir.glob("*.png")))
+        if not stage.startswith("top") or seen:
+            return
+        (partial,) = output_dir.glob("*.partial")
+        plot_dir = partial / "all_data_results" / "diagnostic_plots"
+        deadline = time.monotonic() + 60
+        names: list[str] = []
+        while time.monotonic() < deadline:
+            names = sorted(path.name for path in plot_dir.glob("*.png"))
+            if names == expected:
+                break
+            time.sleep(0.05)
+        seen.append(names)
 
     outcome = run(config, client=client_two_workers, progress=progress)
     assert outcome.outcome == "completed"
-    expected = ["alpha_distribution.png", "coefficient_cis.png", "selection_frequency.png"]
     assert seen == [expected]

@@ -21,6 +21,12 @@ from .errors import ClusterUnavailable, InputError
 TLS_SCHEME = "tls://"
 PROBE_SECONDS = 2.0
 
+# What a scheduler answers to a TLS handshake.
+_ACCEPTED = "accepted"  # handshake done, the scheduler spoke first (as Dask does)
+_REFUSED = "refused"  # a TLS alert or a hang-up: our certificate was not accepted
+_UNTRUSTED = "untrusted"  # its certificate is not signed by our CA
+_NOT_TLS = "not TLS"  # an answer that is not TLS at all
+
 # Where each file of a client can come from: our option, then Dask's configuration.
 SOURCES = {
     "ca_file": "--tls_ca_file / distributed.comm.tls.ca-file",
@@ -120,13 +126,6 @@ def refusal(
         f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
         f"({type(error).__name__}: {text})"
     )
-
-
-# What a scheduler answers to a TLS handshake.
-_ACCEPTED = "accepted"  # handshake done, the scheduler spoke first (as Dask does)
-_REFUSED = "refused"  # a TLS alert or a hang-up: our certificate was not accepted
-_UNTRUSTED = "untrusted"  # its certificate is not signed by our CA
-_NOT_TLS = "not TLS"  # an answer that is not TLS at all
 
 
 def _bare_context() -> ssl.SSLContext:

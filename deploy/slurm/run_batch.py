@@ -336,10 +336,6 @@ def print_summary(entries: Sequence[BatchEntry]) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("distributed").setLevel(logging.WARNING)
     try:
         tfs = read_tfs(args.perturbed_tfs_file)
         configs = build_configs(args, tfs)
@@ -351,6 +347,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: need 1 <= --min_jobs <= --jobs", file=sys.stderr)
         return 2
 
+    # Logging is set up only once the options are good (a refusal leaves no handler behind).
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     cluster = make_cluster(args, security)
     if args.dry_run:
         print(cluster.job_script())

@@ -20,13 +20,14 @@ from .batch import BatchEntry, BatchHook, run_batch, write_batch_table
 from .batch_report import write_interactions
 from .config import WorkflowConfig
 from .errors import InputError
-from .execution import Executor
+from .execution import Executor, client_security
 from .inputs import ModelingData
 from .outputs import read_manifest, timestamp_now
 from .runner import InputCache, ProgressHook, RunOutcome, prepare, run_loaded
 
 if TYPE_CHECKING:
     from distributed import Client  # noqa: TID251 - a type hint only
+    from distributed.security import Security  # noqa: TID251 - a type hint only
 
 __all__ = [
     "BatchEntry",
@@ -45,6 +46,7 @@ def run(
     config: WorkflowConfig,
     client: Client | None = None,
     progress: ProgressHook | None = None,
+    security: Security | None = None,
 ) -> RunOutcome:
     """Run the whole workflow for one TF and write its run directory.
 
@@ -57,6 +59,9 @@ def run(
         ``n_cpus`` workers is started (and closed at the end).
     progress : callable, optional
         Told ``(perturbed_tf, stage, done, total)`` after every finished chunk.
+    security : distributed.security.Security, optional
+        Certificates for joining a ``tls://`` ``scheduler_address``; by
+        default the config's ``tls_*`` files, then Dask's configuration.
 
     Raises
     ------
@@ -65,7 +70,7 @@ def run(
     """
     config.validate()
     data = prepare(config, InputCache())
-    with _connect(config, client) as executor:
+    with _connect(config, client, security) as executor:
         return run_loaded(config, data, executor, progress)
 
 
@@ -76,13 +81,14 @@ def run_many(
     tfs_progress: BatchHook | None = None,
     max_concurrent_tfs: int | None = None,
     resume_batch: bool = False,
+    security: Security | None = None,
 ) -> list[BatchEntry]:
     """Run several TFs concurrently on one cluster; one TF's failure spares the others.
 
     Parameters
     ----------
     configs : sequence of WorkflowConfig
-        One per TF. The cluster settings (``n_cpus``, ``scheduler_address``) and
+        One per TF. The cluster settings (``n_cpus``, ``scheduler_address``, ``tls_*``) and
         ``output_dir`` of the first are used for the batch.
     client : distributed.Client, optional
         An existing client; it is not closed.
@@ -98,6 +104,8 @@ def run_many(
         a TF with a finished run directory is not run again (its entry says
         ``done earlier``), a TF with a ``.partial`` directory is resumed from
         its checkpoints, and the others start afresh.
+    security : distributed.security.Security, optional
+        Certificates for a ``tls://`` scheduler, as for ``run``.
 
     Returns
     -------
@@ -130,7 +138,7 @@ def run_many(
         raise prepared[0]  # nothing can run: bad input, before any cluster starts
     first = configs[0]
     started = timestamp_now()
-    with _connect(first, client) as executor:
+    with _connect(first, client, security) as executor:
         limit = max_concurrent_tfs or max(2, 2 * executor.n_workers)
         entries = run_batch(
             configs, prepared, executor, progress, tfs_progress, limit, resume_batch
@@ -147,6 +155,7 @@ def resume(
     config: WorkflowConfig,
     client: Client | None = None,
     progress: ProgressHook | None = None,
+    security: Security | None = None,
 ) -> RunOutcome:
     """Finish an interrupted run from its ``.partial`` directory.
 
@@ -163,7 +172,7 @@ def resume(
     partial_dir = Path(partial_dir)
     provenance.check_resumable(partial_dir, config)
     data = prepare(config, InputCache())
-    with _connect(config, client) as executor:
+    with _connect(config, client, security) as executor:
         return run_loaded(config, data, executor, progress, resume_from=partial_dir)
 
 
@@ -184,11 +193,16 @@ def interrupted_tf(partial_dir: Path) -> str:
     return str(manifest["perturbed_tf"])
 
 
-def _connect(config: WorkflowConfig, client: Client | None) -> Executor:
+def _connect(
+    config: WorkflowConfig, client: Client | None, security: Security | None = None
+) -> Executor:
     """The cluster of a run: the caller's client, the config's scheduler, or a local one."""
+    if security is None and config.scheduler_address is not None:
+        security = client_security(config.tls_ca_file, config.tls_cert, config.tls_key)
     return Executor.connect(
         config.n_cpus,
         config.scheduler_address,
         client,
         connect_timeout=config.connect_timeout,
+        security=security,
     )

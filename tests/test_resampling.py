@@ -91,3 +91,12 @@ def test_fold_labels_match_stratified_kfold_on_random_layouts(layout):
 def test_no_class_large_enough_is_refused():
     with pytest.raises(ValueError, match="at least 4 rows"):
         cv_fold_labels(np.array([1, 1, 2, 2, 3]), 0)
+
+
+def test_draws_take_the_smallest_unsigned_type_and_keep_their_values() -> None:
+    for n, dtype in ((256, np.uint8), (257, np.uint16), (70000, np.uint32)):
+        draws = bootstrap_draws(n, 2, seed=5)
+        assert draws.dtype == dtype
+        stream = np.random.RandomState(5)
+        expected = np.stack([stream.randint(0, n, size=n) for _ in range(2)])
+        np.testing.assert_array_equal(draws, expected)

@@ -18,6 +18,7 @@ coefficient) and from stage 4's tables; nothing is recomputed.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -28,6 +29,8 @@ import pandas as pd
 from . import plots
 from .outputs import STAGE_DIRS, write_bytes, write_table
 from .workflow import WorkflowResult
+
+logger = logging.getLogger(__name__)
 
 VERDICTS = ("interactor", "main_effect", "neither")
 """Stage 4's choice for an interaction term: the term itself, its partner's
@@ -225,4 +228,5 @@ def write_interactions(
         f"{table['perturbed_tf'].nunique()} of {n_tfs} TFs"
     )
     write_bytes(plots.interaction_heatmap(table, title), path.with_name(path.name + ".png"))
+    logger.info("batch interactions: %s.csv (%d rows) and .png", path, len(table))
     return path.with_name(path.name + ".csv")

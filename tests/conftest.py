@@ -149,6 +149,27 @@ def remote_cluster(tmp_path_factory: pytest.TempPathFactory):
     cluster.stop()
 
 
+class ClusterStub:
+    """Stands in for what ``api._connect`` returns (a cluster starting in the background):
+    nothing starts, and ``result()``, where a run would first use the cluster (its inputs
+    read and checked), calls ``on_use``."""
+
+    def __init__(self, on_use) -> None:
+        self._on_use = on_use
+
+    def result(self):
+        return self._on_use()
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        pass
+
+
 def dataset_config(dataset, output_dir: Path, **options) -> WorkflowConfig:
     """A quick config on a generated data set: TF01, top 120 rows, given overrides."""
     _, response, predictors = dataset

@@ -16,7 +16,6 @@ import pandas as pd
 from . import stats
 from .design import Term, design_matrix, main_effect
 from .engines import LassoParams
-from .engines.sklearn import fit_one
 from .resampling import N_FOLDS, cv_fold_labels, stratification_classes
 
 FOLD_SEED = 42
@@ -163,6 +162,8 @@ def _lasso_method(predictors, y, perturbed_tf, terms, interactions, folds, scale
         if main_effect(term.column) not in model_terms:
             model_terms.append(main_effect(term.column))
     X = design_matrix(predictors, perturbed_tf, model_terms, scale_by_std)
+    from .engines.sklearn import fit_one  # scikit-learn is imported only where it is used
+
     model = fit_one(X, y, None, folds, FOLD_SEED, LassoParams(max_iter=max_iter))
     r2_model = stats.r2(y, model.predict(X))
     coef = dict(zip((term.name for term in model_terms), model.coef_))

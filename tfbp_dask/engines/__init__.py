@@ -13,7 +13,7 @@ from ._types import BootstrapFits, LassoParams
 
 ENGINES = ("sklearn", "gram")
 
-__all__ = ["ENGINES", "BootstrapFits", "LassoParams", "get_engine"]
+__all__ = ["ENGINES", "BootstrapFits", "LassoParams", "get_engine", "warm_up"]
 
 
 def get_engine(name: str) -> Callable[..., BootstrapFits]:
@@ -21,3 +21,11 @@ def get_engine(name: str) -> Callable[..., BootstrapFits]:
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
     return import_module(f"{__name__}.{name}").fit_bootstraps
+
+
+def warm_up(name: str) -> None:
+    """Import the engine called ``name`` and load (or compile) what its first fit needs."""
+    get_engine(name)
+    warm = getattr(import_module(f"{__name__}.{name}"), "warm_up", None)
+    if warm is not None:
+        warm()

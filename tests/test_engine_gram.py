@@ -449,3 +449,28 @@ def test_cd_sweep_cap_matches_sklearn() -> None:
     assert (fits.n_iter <= 2).all()
     np.testing.assert_allclose(fits.alpha, ref.alpha, rtol=1e-12)
     np.testing.assert_allclose(fits.coef, ref.coef, rtol=0, atol=1e-10 * np.abs(ref.coef).max())
+
+
+def test_warm_up_leaves_one_compiled_kernel_per_function_whatever_the_fits():
+    """Every kernel has one specialisation (a second would be a compile of seconds on a
+    fresh install): blocks of one bootstrap or many, both solvers, after ``warm_up``."""
+    from tfbp_dask.engines import _gram_kernels
+
+    kernels = {
+        name: kernel
+        for name, kernel in vars(_gram_kernels).items()
+        if hasattr(kernel, "signatures") and hasattr(kernel, "py_func")
+    }
+    gram.warm_up()
+    after_warm_up = {name: list(kernel.signatures) for name, kernel in kernels.items()}
+    rng = np.random.default_rng(3)
+    for n_terms, k in [(3, 1), (3, 6), (60, 1), (60, 4)]:
+        X = rng.gamma(0.6, 1.5, size=(300, n_terms))
+        y = X[:, 0] + rng.standard_normal(300)
+        boot = np.arange(k)
+        weights = np.stack([np.bincount(rng.integers(0, 300, 300), minlength=300)] * k)
+        folds = resampling.bootstrap_test_folds(rng.integers(1, 4, size=300), boot)
+        gram.fit_bootstraps(X, y, boot, weights.astype(float), folds, LassoParams())
+    for name, kernel in kernels.items():
+        assert list(kernel.signatures) == after_warm_up[name], name
+        assert len(kernel.signatures) <= 1, (name, kernel.signatures)

@@ -268,7 +268,8 @@ def _alpha_grids(totals: np.ndarray, params: LassoParams) -> np.ndarray:
     start = np.where(regular, alpha_max, 1.0)
     grids = np.geomspace(start, start * params.eps, num=params.n_alphas, axis=1)
     grids[~regular] = resolution
-    return grids
+    # geomspace along axis 1 is Fortran-ordered unless k == 1: one layout, one compiled kernel.
+    return np.ascontiguousarray(grids)
 
 
 def _cd_seeds(bootstrap: np.ndarray, n_alphas: int, code: int) -> np.ndarray:

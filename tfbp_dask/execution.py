@@ -40,6 +40,9 @@ MIN_CHUNK = 10
 MAX_CHUNK = 50
 TASK_RETRIES = 2
 DASHBOARD_PORT = 8787
+# Task priorities of the warm-up (fits and figures have Dask's default, 0).
+WARM_ENGINE_PRIORITY = 10
+WARM_FIGURES_PRIORITY = -10
 
 
 class StageFailure(RuntimeError):
@@ -83,14 +86,14 @@ def _worker_tfbp_version() -> str:
     return version
 
 
-def _warm_worker(engine: str) -> None:
-    """Worker side: import the engine, load its compiled kernels, import the figure code.
-
-    Done once when the client connects, while the client still reads its
-    inputs, so that the first chunk of bootstraps does not pay for it.
-    """
+def _warm_engine(engine: str) -> None:
+    """Worker side: import the engine and load (or compile) its kernels."""
     with threadpool_limits(limits=1):
         warm_up(engine)
+
+
+def _warm_figures() -> None:
+    """Worker side: import the figure code (matplotlib)."""
     import_module("tfbp_dask.plots").warm_up()
 
 
@@ -222,22 +225,29 @@ class Executor:
     def warm(self, engine: str) -> None:
         """Have every worker import ``engine`` and load its kernels now, without waiting.
 
-        One task per worker, pinned to it: a single-threaded worker then runs
-        the first fits after it, a worker that joins later loads the kernels
-        on its first fit. Called once per client (per ``connect``), not per TF.
+        Per worker, two tasks pinned to it: the engine first (a single-threaded
+        worker runs the first fits after it), the figure code at a low priority,
+        so that it is imported when the worker has no fit to run (the first
+        figures are drawn after stage 1). A worker that joins later loads both
+        on first use. Called once per client (per ``connect``), not per TF.
         """
         workers = list(self.client.scheduler_info(n_workers=-1)["workers"])
         token = uuid.uuid4().hex[:12]
         for index, address in enumerate(workers):
-            future = self.client.submit(
-                _warm_worker,
-                engine,
-                key=f"tfbp-warm-{engine}-{token}-{index}",
-                workers=[address],
-                allow_other_workers=True,
-                pure=False,
-            )
-            fire_and_forget(future)  # runs to the end even if nobody waits for it
+            for name, task, args, priority in (
+                (engine, _warm_engine, (engine,), WARM_ENGINE_PRIORITY),
+                ("figures", _warm_figures, (), WARM_FIGURES_PRIORITY),
+            ):
+                future = self.client.submit(
+                    task,
+                    *args,
+                    key=f"tfbp-warm-{name}-{token}-{index}",
+                    workers=[address],
+                    allow_other_workers=True,
+                    pure=False,
+                    priority=priority,
+                )
+                fire_and_forget(future)  # runs to the end even if nobody waits for it
 
     def check_workers(self, timeout: float) -> None:
         """Wait for a worker, then check every worker runs this tfbp_dask version."""

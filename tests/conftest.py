@@ -5,6 +5,7 @@ Clusters are made here and closed here; they listen on 127.0.0.1 only.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from distributed import Client, LocalCluster
+from distributed.security import Security
 from hypothesis import HealthCheck
 
 from tfbp_dask import WorkflowConfig
@@ -94,15 +96,24 @@ def _free_port() -> int:
 class RemoteCluster:
     """A real ``dask scheduler`` and ``dask worker`` processes on 127.0.0.1."""
 
-    def __init__(self, directory: Path, n_workers: int = 2, nanny: bool = True) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        n_workers: int = 2,
+        nanny: bool = True,
+        certificates: dict[str, Path] | None = None,
+    ) -> None:
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self.nanny = nanny
+        self.certificates = certificates  # mutual TLS with these (make_certs.py's files)
         port = _free_port()
-        self.address = f"tcp://127.0.0.1:{port}"
+        self.address = f"{'tls' if certificates else 'tcp'}://127.0.0.1:{port}"
         self.scheduler = self._spawn(
-            "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", ":0"
-        )
+            "scheduler", "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", ":0",
+            *self._tls_args("scheduler"),
+            *(["--protocol", "tls"] if certificates else []),
+        )  # fmt: skip
         self.workers: list[subprocess.Popen] = []
         for _ in range(n_workers):
             self.add_worker()
@@ -118,27 +129,50 @@ class RemoteCluster:
 
     def add_worker(self) -> subprocess.Popen:
         args = ["worker", self.address, "--host", "127.0.0.1", "--nthreads", "1"]
-        args += ["--dashboard-address", ":0"]
+        args += ["--dashboard-address", ":0", *self._tls_args("worker")]
         if not self.nanny:
             args.append("--no-nanny")
         worker = self._spawn(*args)
         self.workers.append(worker)
         return worker
 
+    def _tls_args(self, role: str) -> list[str]:
+        if not self.certificates:
+            return []
+        files = self.certificates
+        return ["--tls-ca-file", str(files["ca"]), "--tls-cert", str(files[f"{role}_cert"])] + [
+            "--tls-key", str(files[f"{role}_key"])
+        ]  # fmt: skip
+
+    def security(self) -> Security | None:
+        """A client's credentials for this cluster (None without TLS)."""
+        if not self.certificates:
+            return None
+        files = self.certificates
+        return Security(
+            tls_ca_file=str(files["ca"]),
+            tls_client_cert=str(files["client_cert"]),
+            tls_client_key=str(files["client_key"]),
+            require_encryption=True,
+        )
+
     def wait_for_workers(self, n_workers: int, timeout: float = 60.0) -> None:
-        with Client(self.address, timeout="30s") as client:
+        with Client(self.address, timeout="30s", security=self.security()) as client:
             client.wait_for_workers(n_workers, timeout=timeout)
 
     def stop(self) -> None:
-        for process in [*self.workers, self.scheduler]:
-            if process.poll() is None:
-                process.terminate()
-        for process in [*self.workers, self.scheduler]:
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        # Workers first: a worker stopping while its scheduler goes away can hang
+        # (seen with TLS and no nanny).
+        for group in (self.workers, [self.scheduler]):
+            for process in group:
+                if process.poll() is None:
+                    process.terminate()
+            for process in group:
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +202,42 @@ class ClusterStub:
 
     def __exit__(self, *exc_info) -> None:
         pass
+
+
+def load_deploy_script(name: str):
+    """A script of ``deploy/`` (e.g. ``make_certs.py``, ``slurm/run_batch.py``) as a module."""
+    path = Path(__file__).resolve().parents[1] / "deploy" / name
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def load_make_certs():
+    """``deploy/make_certs.py``, the script users run to make their certificates."""
+    return load_deploy_script("make_certs.py")
+
+
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """A throwaway CA with scheduler, worker and client certificates."""
+    return load_make_certs().make_certificates(tmp_path_factory.mktemp("tls"), days=1)
+
+
+@pytest.fixture(scope="session")
+def other_certificates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Another cluster's CA and certificates (valid, but not ours)."""
+    return load_make_certs().make_certificates(tmp_path_factory.mktemp("tls_other"), days=1)
+
+
+@pytest.fixture(scope="module")
+def tls_cluster(tmp_path_factory: pytest.TempPathFactory, certificates):
+    """A scheduler and two workers that speak only mutual TLS with ``certificates``."""
+    cluster = RemoteCluster(
+        tmp_path_factory.mktemp("tls_cluster"), nanny=False, certificates=certificates
+    )
+    yield cluster
+    cluster.stop()
 
 
 def dataset_config(dataset, output_dir: Path, **options) -> WorkflowConfig:

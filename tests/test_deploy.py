@@ -7,11 +7,13 @@ the Dockerfile and the driver are checked as text and compiled Python.
 from __future__ import annotations
 
 import ast
+import re
 import shlex
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import load_deploy_script, load_make_certs
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -68,15 +70,49 @@ def test_scheduler_command_and_ports(services):
     command = _command(scheduler)
     assert command[:2] == ["dask", "scheduler"]
     assert _option(command, "--port") == "8786"
+    assert _option(command, "--protocol") == "tls"
     assert _option(command, "--dashboard-address").endswith(":8787")
     assert {"8786", "8787"} <= _published(scheduler)
+
+
+def _host_default(entry: str) -> str:
+    """The host a short-syntax port entry publishes on when no variable is set."""
+    host = entry.rsplit(":", 2)[0]
+    match = re.fullmatch(r"\$\{\w+:-([^}]*)\}", host)
+    return match.group(1) if match else host
+
+
+def test_ports_are_published_on_loopback_unless_asked(services):
+    ports = {str(entry).rsplit(":", 1)[-1]: str(entry) for entry in services["scheduler"]["ports"]}
+    assert _host_default(ports["8787"]) == "127.0.0.1"  # the dashboard has no login
+    assert _host_default(ports["8786"]) == "127.0.0.1"
+    assert "TFBP_DASHBOARD_BIND" in ports["8787"] and "TFBP_BIND" in ports["8786"]
+
+
+@pytest.mark.parametrize(
+    ("name", "role", "flags"),
+    [
+        ("scheduler", "scheduler", ("--tls-ca-file", "--tls-cert", "--tls-key")),
+        ("worker", "worker", ("--tls-ca-file", "--tls-cert", "--tls-key")),
+        ("client", "client", ("--tls_ca_file", "--tls_cert", "--tls_key")),
+    ],
+)
+def test_services_use_the_certificates_make_certs_writes(services, tmp_path, name, role, flags):
+    written = load_make_certs().make_certificates(tmp_path, days=1)
+    command = _command(services[name])
+    ca, cert, key = (_option(command, flag) for flag in flags)
+    assert Path(ca).name == written["ca"].name
+    assert Path(cert).name == written[f"{role}_cert"].name
+    assert Path(key).name == written[f"{role}_key"].name
+    mounts = [str(volume) for volume in services[name]["volumes"]]
+    assert any(m.endswith(":" + str(Path(ca).parent) + ":ro") for m in mounts), mounts
 
 
 def test_worker_command(services):
     worker = services["worker"]
     command = _command(worker)
     assert command[:2] == ["dask", "worker"]
-    assert "tcp://scheduler:8786" in command
+    assert "tls://scheduler:8786" in command
     assert _option(command, "--nthreads") == "1"
     assert _option(command, "--nworkers") == "1"
     assert "scheduler" in worker["depends_on"]
@@ -96,7 +132,7 @@ def test_client_service_is_optional_and_targets_the_scheduler(services):
     client = services["client"]
     assert client.get("profiles") == ["client"]
     command = _command(client)
-    assert _option(command, "--scheduler_address") == "tcp://scheduler:8786"
+    assert _option(command, "--scheduler_address") == "tls://scheduler:8786"
     for name in ("--response_file", "--predictors_file"):
         assert Path(_option(command, name)).name in {"response.csv", "predictors.csv"}
     assert (ROOT / "examples" / "response.csv").is_file()
@@ -146,13 +182,9 @@ def test_sbatch_script_runs_the_driver():
 
 
 def test_slurm_driver_defaults_are_the_commands(monkeypatch):
-    import importlib.util
-
     from tfbp_dask import WorkflowConfig
 
-    spec = importlib.util.spec_from_file_location("run_batch", SLURM_DRIVER)
-    driver = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(driver)
+    driver = _driver()
     args = driver.parse_args(["--response_file", "r", "--predictors_file", "p"] + [
         "--perturbed_tfs_file", "t"
     ])  # fmt: skip
@@ -161,3 +193,34 @@ def test_slurm_driver_defaults_are_the_commands(monkeypatch):
     for name in ("n_bootstraps", "top_n", "all_data_ci_level", "topn_ci_level", "max_iter",
                  "engine", "chunk_size", "random_state", "output_dir"):  # fmt: skip
         assert getattr(config, name) == getattr(defaults, name), name
+
+
+def _driver():
+    return load_deploy_script("slurm/run_batch.py")
+
+
+def test_slurm_driver_refuses_to_run_without_tls(tmp_path, capsys):
+    tfs = tmp_path / "tfs.txt"
+    tfs.write_text("TF01\n")
+    common = ["--response_file", "r", "--predictors_file", "p", "--perturbed_tfs_file", str(tfs)]
+    assert _driver().main(common) == 2  # before any cluster is made
+    assert "give --tls_dir" in capsys.readouterr().err
+    assert _driver().main([*common, "--tls_dir", str(tmp_path / "none")]) == 2
+    error = capsys.readouterr().err
+    assert str(tmp_path / "none" / "ca.pem") in error and "cannot read it" in error
+
+
+def test_slurm_driver_security_covers_every_role(certificates):
+    driver = _driver()
+    args = driver.parse_args(["--response_file", "r", "--predictors_file", "p"] + [
+        "--perturbed_tfs_file", "t", "--tls_dir", str(certificates["ca"].parent)
+    ])  # fmt: skip
+    security = driver.tls_security(args)
+    assert security.require_encryption
+    for role in ("scheduler", "worker", "client"):
+        tls = security.get_tls_config_for_role(role)
+        assert tls["ca_file"] == str(certificates["ca"])
+        assert (tls["cert"], tls["key"]) == (
+            str(certificates[f"{role}_cert"]), str(certificates[f"{role}_key"])
+        )  # fmt: skip
+    assert args.dashboard_address.startswith("127.0.0.1:")

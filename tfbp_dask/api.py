@@ -21,13 +21,14 @@ from .batch import BatchEntry, BatchHook, run_batch, write_batch_table
 from .batch_report import write_interactions
 from .config import WorkflowConfig
 from .errors import InputError
-from .execution import Executor, PendingExecutor
+from .execution import Executor, PendingExecutor, client_security
 from .inputs import ModelingData
 from .outputs import read_manifest, timestamp_now
 from .runner import InputCache, ProgressHook, RunOutcome, prepare, run_loaded
 
 if TYPE_CHECKING:
     from distributed import Client  # noqa: TID251 - a type hint only
+    from distributed.security import Security  # noqa: TID251 - a type hint only
 
 __all__ = [
     "BatchEntry",
@@ -46,6 +47,7 @@ def run(
     config: WorkflowConfig,
     client: Client | None = None,
     progress: ProgressHook | None = None,
+    security: Security | None = None,
 ) -> RunOutcome:
     """Run the whole workflow for one TF and write its run directory.
 
@@ -58,6 +60,9 @@ def run(
         ``n_cpus`` workers is started (and closed at the end).
     progress : callable, optional
         Told ``(perturbed_tf, stage, done, total)`` after every finished chunk.
+    security : distributed.security.Security, optional
+        Certificates for joining a ``tls://`` ``scheduler_address``; by
+        default the config's ``tls_*`` files, then Dask's configuration.
 
     Raises
     ------
@@ -66,7 +71,7 @@ def run(
         the inputs are read) is stopped.
     """
     config.validate().check_files()
-    with _connect(config, client) as cluster:  # starts while the inputs are read
+    with _connect(config, client, security) as cluster:  # starts while the inputs are read
         data = prepare(config, InputCache())
         return run_loaded(config, data, cluster.result(), progress)
 
@@ -78,13 +83,14 @@ def run_many(
     tfs_progress: BatchHook | None = None,
     max_concurrent_tfs: int | None = None,
     resume_batch: bool = False,
+    security: Security | None = None,
 ) -> list[BatchEntry]:
     """Run several TFs concurrently on one cluster; one TF's failure spares the others.
 
     Parameters
     ----------
     configs : sequence of WorkflowConfig
-        One per TF. The cluster settings (``n_cpus``, ``scheduler_address``) and
+        One per TF. The cluster settings (``n_cpus``, ``scheduler_address``, ``tls_*``) and
         ``output_dir`` of the first are used for the batch.
     client : distributed.Client, optional
         An existing client; it is not closed.
@@ -100,6 +106,8 @@ def run_many(
         a TF with a finished run directory is not run again (its entry says
         ``done earlier``), a TF with a ``.partial`` directory is resumed from
         its checkpoints, and the others start afresh.
+    security : distributed.security.Security, optional
+        Certificates for a ``tls://`` scheduler, as for ``run``.
 
     Returns
     -------
@@ -118,7 +126,7 @@ def run_many(
     for config in configs:
         config.validate().check_files()
     first = configs[0]
-    cluster = _connect(first, client)  # starts while the inputs are read
+    cluster = _connect(first, client, security)  # starts while the inputs are read
     try:
         cache = InputCache()
         for config in configs:  # a bad file fails the whole batch, before anything is written
@@ -154,6 +162,7 @@ def resume(
     config: WorkflowConfig,
     client: Client | None = None,
     progress: ProgressHook | None = None,
+    security: Security | None = None,
 ) -> RunOutcome:
     """Finish an interrupted run from its ``.partial`` directory.
 
@@ -169,7 +178,7 @@ def resume(
     config.validate().check_files()
     partial_dir = Path(partial_dir)
     provenance.check_resumable(partial_dir, config)
-    with _connect(config, client) as cluster:  # starts while the inputs are read
+    with _connect(config, client, security) as cluster:  # starts while the inputs are read
         data = prepare(config, InputCache())
         return run_loaded(config, data, cluster.result(), progress, resume_from=partial_dir)
 
@@ -191,16 +200,21 @@ def interrupted_tf(partial_dir: Path) -> str:
     return str(manifest["perturbed_tf"])
 
 
-def _connect(config: WorkflowConfig, client: Client | None) -> PendingExecutor:
+def _connect(
+    config: WorkflowConfig, client: Client | None, security: Security | None = None
+) -> PendingExecutor:
     """The cluster of a run: the caller's client, the config's scheduler, or a local one.
 
     Connected in the background (``PendingExecutor``); once connected, the
     workers load the config's engine.
     """
+    if security is None and config.scheduler_address is not None:
+        security = client_security(config.tls_ca_file, config.tls_cert, config.tls_key)
     return Executor.start(
         config.n_cpus,
         config.scheduler_address,
         client,
         connect_timeout=config.connect_timeout,
+        security=security,
         warm=config.engine,
     )

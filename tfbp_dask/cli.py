@@ -309,7 +309,7 @@ def linear_perturbation_binding_modeling(
         str | None,
         typer.Option(
             "--scheduler_address",
-            help="tcp://HOST:PORT of a running Dask scheduler, instead of a local cluster.",
+            help="tcp://HOST:PORT or tls://HOST:PORT of a running Dask scheduler, instead of a local cluster.",
             rich_help_panel=SYSTEM,
         ),
     ] = None,
@@ -321,6 +321,30 @@ def linear_perturbation_binding_modeling(
             rich_help_panel=SYSTEM,
         ),
     ] = 20.0,
+    tls_ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls_ca_file",
+            help="tls:// scheduler: the cluster's CA certificate (default: Dask config distributed.comm.tls.ca-file).",
+            rich_help_panel=SYSTEM,
+        ),
+    ] = None,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls_cert",
+            help="tls:// scheduler: this client's certificate (default: distributed.comm.tls.client.cert).",
+            rich_help_panel=SYSTEM,
+        ),
+    ] = None,
+    tls_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls_key",
+            help="tls:// scheduler: this client's private key (default: distributed.comm.tls.client.key).",
+            rich_help_panel=SYSTEM,
+        ),
+    ] = None,
     max_concurrent_tfs: Annotated[
         int | None,
         typer.Option(
@@ -384,6 +408,9 @@ def linear_perturbation_binding_modeling(
         chunk_size=chunk_size,
         scheduler_address=scheduler_address,
         connect_timeout=connect_timeout,
+        tls_ca_file=tls_ca_file,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
     ).validate()
     config.check_files()
     # Only now the heavy part: pandas, Dask, the engines.
@@ -479,6 +506,8 @@ def _configure_console_logging(level_name: str) -> None:
     for name in ("distributed", "tornado"):
         logging.getLogger(name).setLevel(max(level, logging.WARNING))
     logging.getLogger("bokeh").setLevel(logging.ERROR)
+    # A refused TLS handshake is also logged by tornado; the error line says why.
+    logging.getLogger("tornado.general").setLevel(max(level, logging.ERROR))
 
 
 class Terminated(BaseException):

@@ -29,6 +29,8 @@ NUMERIC_OPTIONS = (
 )  # fmt: skip
 
 
+TLS_OPTIONS = ("tls_ca_file", "tls_cert", "tls_key")
+
 # Beyond these the run would fail late (memory for the draws, 32-bit iteration
 # counters in the compiled engine, processes): refuse them before anything starts.
 UPPER_LIMITS = {"n_bootstraps": 1_000_000, "top_n": 10**9, "max_iter": 2**31 - 1, "n_cpus": 1024}
@@ -101,6 +103,9 @@ class WorkflowConfig:
     chunk_size: int | None = None
     scheduler_address: str | None = None
     connect_timeout: float = 20.0
+    tls_ca_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     def validate(self) -> WorkflowConfig:
         """Check every value; return self so calls can be chained."""
@@ -112,6 +117,7 @@ class WorkflowConfig:
                 raise OptionError(f"--{name} must be at most {UPPER_LIMITS[name]}, got {value}")
         if not self.connect_timeout > 0:  # also refuses NaN
             raise OptionError(f"--connect_timeout must be positive, got {self.connect_timeout}")
+        self._validate_tls()
         if self.chunk_size is not None and self.chunk_size <= 0:
             raise OptionError(f"--chunk_size must be a positive integer, got {self.chunk_size!r}")
         for name in ("all_data_ci_level", "topn_ci_level", "stabilization_ci_start"):
@@ -152,6 +158,25 @@ class WorkflowConfig:
         if self.blacklist_file is not None:
             check_input_file(self.blacklist_file, "blacklist")
         return self
+
+    def _validate_tls(self) -> None:
+        """TLS files go with a ``tls://`` scheduler address (files are checked on connecting)."""
+        given = [f"--{name}" for name in TLS_OPTIONS if getattr(self, name) is not None]
+        if not given:
+            return
+        address = self.scheduler_address
+        if address is None:
+            raise OptionError(
+                f"{', '.join(given)} need --scheduler_address tls://HOST:PORT "
+                "(the embedded cluster does not use TLS)"
+            )
+        if not address.startswith("tls://"):
+            raise OptionError(
+                f"--scheduler_address {address}: {', '.join(given)} given, so the address "
+                "must be tls://HOST:PORT"
+            )
+        if self.tls_key is not None and self.tls_cert is None:
+            raise OptionError("--tls_key needs --tls_cert (the certificate it belongs to)")
 
     @property
     def exclude_all_interactors(self) -> bool:

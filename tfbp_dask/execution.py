@@ -16,6 +16,7 @@ import logging
 import math
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,12 +25,14 @@ from typing import Any
 
 import numpy as np
 from distributed import Client, LocalCluster, as_completed, fire_and_forget
+from distributed.security import Security
 from threadpoolctl import threadpool_limits
 
 from ._version import __version__
 from .engines import BootstrapFits, LassoParams, get_engine, warm_up
 from .errors import ClusterUnavailable
 from .resampling import bootstrap_test_folds, draws_to_weights
+from .tls import ClientFiles, refusal, unusable_files
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +149,7 @@ class Executor:
         client: Client | None = None,
         processes: bool = True,
         connect_timeout: float = 20.0,
+        security: Security | None = None,
     ) -> Executor:
         """Use ``client``, or join ``scheduler_address``, or start a ``LocalCluster``.
 
@@ -154,31 +158,39 @@ class Executor:
         n_workers : int
             Worker processes of an embedded cluster (one thread each).
         scheduler_address : str, optional
-            ``tcp://host:port`` of a running scheduler.
+            ``tcp://host:port`` or ``tls://host:port`` of a running scheduler.
         client : distributed.Client, optional
             A client the caller owns; it is never closed here.
         processes : bool
             Embedded cluster only: worker processes (True) or threads (tests).
         connect_timeout : float
             Seconds to wait for a remote scheduler and its first worker.
+        security : distributed.security.Security, optional
+            Certificates for joining ``scheduler_address`` (see
+            ``client_security``); by default Dask's configuration
+            (``distributed.comm.tls.*``).
 
         Raises
         ------
         ClusterUnavailable
-            Unreachable scheduler, no worker, or workers without this version of
-            tfbp_dask.
+            Unreachable scheduler, no worker, workers without this version of
+            tfbp_dask, or a TLS scheduler that refused this client (or the reverse).
+        InputError
+            Certificate files that cannot be read or used.
         """
         if client is not None:
             executor = cls(client=client, owns_client=False)
             executor.check_workers(connect_timeout)
             return executor
         if scheduler_address is not None:
+            security, files = _checked_security(scheduler_address, security)
+            started = time.monotonic()
             try:
-                remote = Client(scheduler_address, timeout=f"{connect_timeout}s")
-            except (OSError, TimeoutError, ValueError) as error:
+                remote = Client(scheduler_address, timeout=f"{connect_timeout}s", security=security)
+            except (OSError, TimeoutError, ValueError, RuntimeError) as error:
+                left = connect_timeout - (time.monotonic() - started)
                 raise ClusterUnavailable(
-                    f"cannot reach the Dask scheduler at {scheduler_address} within "
-                    f"{connect_timeout:g} s ({type(error).__name__}: {_one_line(error)})"
+                    refusal(scheduler_address, connect_timeout, files, error, budget=left)
                 ) from None
             executor = cls(client=remote, owns_client=True)
             try:
@@ -516,6 +528,33 @@ class PendingExecutor:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def client_security(
+    tls_ca_file: str | None = None, tls_cert: str | None = None, tls_key: str | None = None
+) -> Security | None:
+    """A client's ``Security`` from certificate files; None when no file is given.
+
+    Files not given are taken from Dask's configuration
+    (``distributed.comm.tls.ca-file``, ``.client.cert``, ``.client.key``).
+    """
+    given = {"tls_ca_file": tls_ca_file, "tls_client_cert": tls_cert, "tls_client_key": tls_key}
+    given = {name: str(value) for name, value in given.items() if value is not None}
+    return Security(**given) if given else None
+
+
+def _checked_security(address: str, security: Security | None) -> tuple[Security, ClientFiles]:
+    """The security to join ``address`` with, its files checked before connecting."""
+    security = security if security is not None else Security()
+    values = (security.tls_ca_file, security.tls_client_cert, security.tls_client_key)
+    files = ClientFiles(*(None if value is None else str(value) for value in values))
+    files.check(address)
+    if files.ca_file and files.cert:
+        try:  # load them now: a bad file is the user's input, not a cluster failure
+            security.get_connection_args("client")
+        except (OSError, ValueError) as error:
+            raise unusable_files(files, error) from None
+    return security, files
 
 
 @dataclass

@@ -9,6 +9,12 @@ input and output paths only need to be visible here, but the worker jobs must
 be able to import the same tfbp_dask version (same virtual environment on a
 shared file system: ``--venv``) and to connect back to this node.
 
+The scheduler and workers speak mutual TLS: ``--tls_dir`` is a directory made
+by ``deploy/make_certs.py`` (on the shared file system, readable by you only),
+so nobody without its certificates can send code to the workers. Only on a
+network you trust, ``--insecure_tcp`` runs without it. The dashboard listens
+on 127.0.0.1 (``--dashboard_address`` to change; an SSH tunnel reaches it).
+
 Requirements, in the environment that runs this script and the workers::
 
     python -m pip install /path/to/tfbp_dask "dask-jobqueue>=0.8"
@@ -17,7 +23,8 @@ Requirements, in the environment that runs this script and the workers::
 
 Example (from a login node or, better, inside ``submit_driver.sbatch``)::
 
-    python deploy/slurm/run_batch.py \\
+    python deploy/make_certs.py ~/tfbp-tls      # once
+    python deploy/slurm/run_batch.py --tls_dir ~/tfbp-tls \\
         --response_file data/response.csv --predictors_file data/predictors.csv \\
         --perturbed_tfs_file data/tfs.txt --output_dir results \\
         --jobs 32 --partition short --account mylab --venv "$HOME/venvs/tfbp" \\
@@ -43,11 +50,22 @@ from distributed import Client  # noqa: TID251 - this driver owns its Dask clien
 from tfbp_dask import BatchEntry, WorkflowConfig, run_many
 from tfbp_dask.config import OptionError
 from tfbp_dask.errors import ClusterUnavailable, InputError
+from tfbp_dask.tls import check_readable
 
 INSTALL_HINT = 'dask-jobqueue is required: python -m pip install "dask-jobqueue>=0.8"'
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 # Model option defaults are the library's, so that this driver cannot drift from the command.
 DEFAULTS = {field.name: field.default for field in dataclasses.fields(WorkflowConfig)}
+# The files of deploy/make_certs.py, by Security field: the driver is scheduler and client.
+TLS_FILES = {
+    "tls_ca_file": "ca.pem",
+    "tls_scheduler_cert": "scheduler.pem",
+    "tls_scheduler_key": "scheduler-key.pem",
+    "tls_worker_cert": "worker.pem",
+    "tls_worker_key": "worker-key.pem",
+    "tls_client_cert": "client.pem",
+    "tls_client_key": "client-key.pem",
+}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -150,7 +168,55 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     slurm.add_argument(
         "--dry_run", action="store_true", help="Print the worker job script and exit."
     )
+
+    security = parser.add_argument_group("security (mutual TLS between scheduler and workers)")
+    security.add_argument(
+        "--tls_dir",
+        type=Path,
+        default=None,
+        help="Directory made by deploy/make_certs.py (ca.pem, scheduler/worker/client "
+        "certificates and keys), on a file system the worker jobs see.",
+    )
+    security.add_argument(
+        "--insecure_tcp",
+        action="store_true",
+        help="Plain TCP without TLS: anyone who reaches the scheduler port can run code "
+        "on the workers; only on a trusted network.",
+    )
+    security.add_argument(
+        "--dashboard_address",
+        default="127.0.0.1:8787",
+        help="Where the dashboard listens (default loopback only; e.g. :8787 for every interface).",
+    )
     return parser.parse_args(argv)
+
+
+def tls_security(args: argparse.Namespace):
+    """The ``Security`` of scheduler, workers and this client; None with --insecure_tcp.
+
+    Raises
+    ------
+    OptionError
+        Neither ``--tls_dir`` nor ``--insecure_tcp``, or both.
+    InputError
+        A file of ``--tls_dir`` cannot be read.
+    """
+    from distributed.security import Security  # noqa: TID251 - this driver owns its cluster
+
+    if args.insecure_tcp:
+        if args.tls_dir is not None:
+            raise OptionError("--tls_dir and --insecure_tcp exclude each other")
+        return None
+    if args.tls_dir is None:
+        raise OptionError(
+            "TLS is on: give --tls_dir (made by deploy/make_certs.py), or --insecure_tcp "
+            "on a trusted network"
+        )
+    directory = args.tls_dir.expanduser().absolute()  # the worker jobs may start elsewhere
+    files = {field: str(directory / name) for field, name in TLS_FILES.items()}
+    for path in files.values():
+        check_readable(path, "--tls_dir")
+    return Security(require_encryption=True, **files)
 
 
 def read_tfs(path: Path) -> list[str]:
@@ -195,8 +261,12 @@ def build_configs(args: argparse.Namespace, tfs: Sequence[str]) -> list[Workflow
     return configs
 
 
-def make_cluster(args: argparse.Namespace):
-    """The SLURMCluster (its scheduler runs in this process; no job is submitted yet)."""
+def make_cluster(args: argparse.Namespace, security=None):
+    """The SLURMCluster (its scheduler runs in this process; no job is submitted yet).
+
+    With ``security``, scheduler and workers listen on tls:// and each worker
+    job is started with ``--tls-ca-file``/``--tls-cert``/``--tls-key``.
+    """
     try:
         from dask_jobqueue import SLURMCluster
     except ImportError:
@@ -231,6 +301,9 @@ def make_cluster(args: argparse.Namespace):
         interface=args.interface,
         local_directory=args.local_directory,
         log_directory=str(args.log_directory),
+        security=security,
+        protocol="tls://" if security is not None else None,
+        scheduler_options={"dashboard_address": args.dashboard_address},
     )
 
 
@@ -273,6 +346,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         tfs = read_tfs(args.perturbed_tfs_file)
         configs = build_configs(args, tfs)
+        security = tls_security(args)
     except (OptionError, InputError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -280,7 +354,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: need 1 <= --min_jobs <= --jobs", file=sys.stderr)
         return 2
 
-    cluster = make_cluster(args)
+    cluster = make_cluster(args, security)
     if args.dry_run:
         print(cluster.job_script())
         cluster.close()
@@ -289,7 +363,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = {}
     if args.max_concurrent_tfs is not None:
         extra["max_concurrent_tfs"] = args.max_concurrent_tfs
-    with cluster, Client(cluster) as client:
+    with cluster, Client(cluster, security=security) as client:
         if args.adapt:
             cluster.adapt(minimum_jobs=args.min_jobs, maximum_jobs=args.jobs)
             wanted = args.min_jobs

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from tfbp_dask.outputs import write_table
+from tfbp_dask.resampling import bootstrap_draws
 
 
 def test_csv_and_parquet_twins_read_back(tmp_path) -> None:
@@ -32,12 +33,16 @@ def test_values_that_need_quoting_are_quoted(tmp_path) -> None:
 
 
 def test_wide_integer_table_from_arrays(tmp_path) -> None:
-    draws = np.random.default_rng(1).integers(0, 6000, size=(50, 400), dtype=np.int32)
+    draws = bootstrap_draws(400, 50, seed=1)
+    compact = draws
+    assert compact.dtype == np.uint16
     columns = {"bootstrap": np.arange(50)}
-    columns.update({f"draw_{i}": draws[:, i] for i in range(draws.shape[1])})
+    columns.update({f"draw_{i}": compact[:, i] for i in range(draws.shape[1])})
     write_table(columns, tmp_path / "bootstrap_indices")
     back = pd.read_csv(tmp_path / "bootstrap_indices.csv")
     np.testing.assert_array_equal(back.iloc[:, 1:].to_numpy(), draws)
     np.testing.assert_array_equal(
         pd.read_parquet(tmp_path / "bootstrap_indices.parquet").iloc[:, 1:].to_numpy(), draws
     )
+    parquet = pd.read_parquet(tmp_path / "bootstrap_indices.parquet")
+    assert (parquet.dtypes.iloc[1:] == np.uint16).all()

@@ -120,3 +120,12 @@ def test_rank_refuses_nan_and_unknown_ties():
         rank(np.array([1.0, np.nan]))
     with pytest.raises(ValueError, match="ties"):
         rank(np.array([1.0]), ties="dense")
+
+
+def test_draws_take_the_smallest_unsigned_type_and_keep_their_values() -> None:
+    for n, dtype in ((256, np.uint8), (257, np.uint16), (70000, np.uint32)):
+        draws = bootstrap_draws(n, 2, seed=5)
+        assert draws.dtype == dtype
+        stream = np.random.RandomState(5)
+        expected = np.stack([stream.randint(0, n, size=n) for _ in range(2)])
+        np.testing.assert_array_equal(draws, expected)

@@ -188,3 +188,33 @@ def test_engines_agree_on_the_significant_terms(
     assert list(reference.interactors.final_selection["term"]) == list(
         fast.interactors.final_selection["term"]
     )
+
+
+def test_same_files_whether_the_workers_or_the_client_write_them(
+    tiny_dataset, tmp_path, client_two_workers, monkeypatch
+):
+    """Workers that see the output directory write the tables; the bytes are the client's."""
+    from tfbp_dask.execution import Executor
+
+    config = _config(tiny_dataset, tmp_path / "workers", n_bootstraps=12)
+    by_workers = run(config, client=client_two_workers)
+    monkeypatch.setattr(Executor, "sees", lambda self, directory: False)
+    by_client = run(replace(config, output_dir=tmp_path / "client"), client=client_two_workers)
+    names = sorted(
+        str(path.relative_to(by_client.run_dir))
+        for path in by_client.run_dir.rglob("*")
+        if path.suffix in (".csv", ".parquet", ".json") and path.name != "data_summary.json"
+    )
+    assert "input_data/bootstrap_indices.parquet" in names
+    assert "topn_results/bootstrap_coefficients.csv" in names
+    for name in names:
+        assert (by_workers.run_dir / name).read_bytes() == (by_client.run_dir / name).read_bytes()
+    assert not list(tmp_path.rglob(".*.tmp")) and not list(tmp_path.rglob(".tfbp-probe-*"))
+
+
+def test_workers_see_a_directory_of_this_machine(tmp_path, client_two_workers):
+    from tfbp_dask.execution import Executor
+
+    executor = Executor.connect(client=client_two_workers)
+    assert executor.sees(tmp_path)
+    assert not list(tmp_path.iterdir())  # the probe is gone

@@ -22,7 +22,6 @@ from .batch_report import write_interactions
 from .config import WorkflowConfig
 from .errors import InputError
 from .execution import Executor, PendingExecutor, client_security
-from .inputs import ModelingData
 from .outputs import read_manifest, timestamp_now
 from .runner import InputCache, ProgressHook, RunOutcome, prepare, run_loaded
 
@@ -133,23 +132,14 @@ def run_many(
             cache.table(config.response_file, "response")
             cache.table(config.predictors_file, "predictors")
             cache.blacklist(config.blacklist_file)
-        prepared: list[ModelingData | InputError] = []
-        for config in configs:
-            try:
-                prepared.append(prepare(config, cache))
-            except InputError as error:  # this TF only (e.g. absent from the response file)
-                prepared.append(error)
-        if all(isinstance(data, InputError) for data in prepared):
-            raise prepared[0]  # nothing can run: bad input, before anything is written
+        _check_one_runs(configs, cache)
     except BaseException:
         cluster.close()  # what was started stops
         raise
     started = timestamp_now()
     with cluster, cluster.result() as executor:
         limit = max_concurrent_tfs or max(2, 2 * executor.n_workers)
-        entries = run_batch(
-            configs, prepared, executor, progress, tfs_progress, limit, resume_batch
-        )
+        entries = run_batch(configs, cache, executor, progress, tfs_progress, limit, resume_batch)
     write_batch_table(first.output_dir, started, entries)
     write_interactions(
         first.output_dir, started, (i for e in entries for i in e.interactions), len(entries)
@@ -198,6 +188,25 @@ def interrupted_tf(partial_dir: Path) -> str:
             f"--resume {partial_dir}: not the .partial directory of an interrupted run"
         )
     return str(manifest["perturbed_tf"])
+
+
+def _check_one_runs(configs: Sequence[WorkflowConfig], cache: InputCache) -> None:
+    """Raise the first TF's InputError when no TF of the batch can be prepared.
+
+    Only the TFs up to the first good one are prepared here (and dropped): each
+    TF's inputs are prepared again when its turn comes, so that the client never
+    holds every TF's arrays at once.
+    """
+    first_error: InputError | None = None
+    for config in configs:
+        try:
+            prepare(config, cache)
+        except InputError as error:  # this TF only (e.g. absent from the response file)
+            first_error = first_error or error
+        else:
+            return
+    assert first_error is not None
+    raise first_error  # nothing can run: bad input, before anything is written
 
 
 def _connect(

@@ -21,9 +21,8 @@ from . import provenance
 from .batch_report import Interaction, interaction_rows, read_interaction_rows
 from .config import WorkflowConfig
 from .errors import InputError
-from .inputs import ModelingData
 from .outputs import write_table
-from .runner import ProgressHook, RunOutcome, run_loaded
+from .runner import InputCache, ProgressHook, prepare, run_loaded
 
 if TYPE_CHECKING:
     from .execution import Executor
@@ -46,37 +45,38 @@ class BatchEntry:
     final_selection: tuple[str, ...]
     wall_seconds: float
     error: str
-    outcome: RunOutcome | None = None
     interactions: tuple[Interaction, ...] = ()
 
 
 def run_batch(
     configs: Sequence[WorkflowConfig],
-    prepared: Sequence[ModelingData | InputError],
+    cache: InputCache,
     executor: Executor,
     progress: ProgressHook | None,
     tfs_progress: BatchHook | None,
     limit: int,
     resume_batch: bool,
 ) -> list[BatchEntry]:
-    """Run the TFs, at most ``limit`` at once; the entries in the order of ``configs``."""
+    """Run the TFs, at most ``limit`` at once; the entries in the order of ``configs``.
+
+    A TF's inputs are prepared (from the tables in ``cache``) only when its
+    thread starts, and its arrays are dropped once its run directory is
+    written: the client holds the data of at most ``limit`` TFs, and of the
+    others only their ``BatchEntry``.
+    """
     entries: list[BatchEntry | None] = [None] * len(configs)
     done = 0
     pool = ThreadPoolExecutor(max_workers=limit, thread_name_prefix="tfbp-tf")
     try:
         futures = {}
-        for index, (config, data) in enumerate(zip(configs, prepared)):
-            if isinstance(data, InputError):
-                entries[index] = _failed_entry(config.perturbed_tf, data, 0.0)
-                done += 1
-                continue
+        for index, config in enumerate(configs):
             finished, partials = provenance.earlier_runs(config) if resume_batch else ([], [])
             if finished:
                 entries[index] = _earlier_entry(config.perturbed_tf, finished[-1])
                 done += 1
                 continue
             resume_from = partials[-1] if partials else None
-            futures[pool.submit(_timed_run, config, data, executor, progress, resume_from)] = index
+            futures[pool.submit(_timed_run, config, cache, executor, progress, resume_from)] = index
         if tfs_progress is not None and done:
             tfs_progress(done, len(configs))
         for future in as_completed(futures):
@@ -104,14 +104,19 @@ def run_batch(
 
 def _timed_run(
     config: WorkflowConfig,
-    data: ModelingData,
+    cache: InputCache,
     executor: Executor,
     progress: ProgressHook | None,
     resume_from: Path | None = None,
 ) -> BatchEntry:
+    """One TF of the batch, in its own thread: its summary row, never its arrays."""
     started = time.perf_counter()
     if executor.stopping:
         return _failed_entry(config.perturbed_tf, RuntimeError("batch interrupted"), 0.0)
+    try:
+        data = prepare(config, cache)
+    except InputError as error:  # this TF only (e.g. absent from the response file)
+        return _failed_entry(config.perturbed_tf, error, time.perf_counter() - started)
     try:
         outcome = run_loaded(config, data, executor, progress, resume_from)
     except Exception as error:
@@ -136,7 +141,6 @@ def _timed_run(
         ),
         wall_seconds=time.perf_counter() - started,
         error="" if result.outcome == "completed" else result.outcome,
-        outcome=outcome,
         interactions=interaction_rows(result),
     )
 

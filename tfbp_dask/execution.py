@@ -5,8 +5,10 @@ worker process per CPU), joins a running scheduler, or wraps a ``Client`` the
 caller already has; it closes only what it created. ``Executor.fit_bootstraps``
 scatters a stage's design matrix and response once, submits the bootstraps in
 chunks as futures, and gathers the results in bootstrap order.
-``Executor.render`` draws a figure on a worker, so that a batch's client only
-writes files.
+``Executor.render`` draws a figure on a worker and ``Executor.offload`` runs
+any other function there (writing a run's tables), so that a batch's client
+mostly waits; ``Executor.sees`` tells whether the workers see a directory as
+the client does (then they may write into it).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import import_module
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,22 +66,39 @@ def _fit_chunk(
     y: np.ndarray,
     classes: np.ndarray,
     bootstrap: np.ndarray,
-    weights: np.ndarray,
+    draws: np.ndarray,
+    normalize_weights: bool,
     params: LassoParams,
+    store: Callable[[BootstrapFits], None] | None = None,
 ) -> BootstrapFits:
     """Worker side: fit one chunk with BLAS pinned to one thread.
 
     The folds of bootstrap b are fixed by b and the classes (SPEC §4), so they
-    are rebuilt here rather than shipped; the random draws arrive as weights.
+    are rebuilt here rather than shipped; the random draws arrive as compact
+    row positions and become weights here. ``store`` (when given) checkpoints
+    the chunk from here.
     """
     # Fresh copies: arrays unpickled from the network sit at arbitrary byte
     # offsets, and BLAS kernels round differently with alignment; a new
     # allocation gives the same layout in every process, so the same bits.
     X = np.array(X, order="K", copy=True)
     y = np.array(y, copy=True)
+    weights = draws_to_weights(draws, normalize=normalize_weights)
     with threadpool_limits(limits=1):
         test_folds = bootstrap_test_folds(classes, bootstrap)
-        return get_engine(engine)(X, y, bootstrap, weights, test_folds, params)
+        fits = get_engine(engine)(X, y, bootstrap, weights, test_folds, params)
+    if store is not None:
+        store(fits)
+    return fits
+
+
+def _reads(path: str, token: str) -> bool:
+    """Worker side: True when ``path`` exists here and holds ``token``."""
+    try:
+        with open(path, encoding="utf-8") as probe:
+            return probe.read() == token
+    except OSError:
+        return False
 
 
 def _worker_tfbp_version() -> str:
@@ -104,9 +125,14 @@ def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
 
-def default_chunk_size(n_bootstraps: int, n_workers: int) -> int:
-    """About four tasks per worker, each holding 10 to 50 bootstraps."""
-    per_task = math.ceil(n_bootstraps / max(1, 4 * n_workers))
+def default_chunk_size(n_bootstraps: int, n_workers: int, n_stages: int = 1) -> int:
+    """About four tasks per worker, each holding 10 to 50 bootstraps.
+
+    ``n_stages`` stages fitted at once (the TFs of a batch) share the workers:
+    each then needs fewer, larger tasks, so that the client's cost per TF (a
+    message per task each way) does not grow with the cluster.
+    """
+    per_task = math.ceil(n_bootstraps * max(1, n_stages) / max(1, 4 * n_workers))
     return int(min(MAX_CHUNK, max(MIN_CHUNK, per_task)))
 
 
@@ -140,6 +166,8 @@ class Executor:
     _stopping: threading.Event = field(default_factory=threading.Event, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _in_flight: set = field(default_factory=set, repr=False)
+    _seen: dict = field(default_factory=dict, repr=False)
+    _stages: int = field(default=0, repr=False)
 
     @classmethod
     def connect(
@@ -296,19 +324,19 @@ class Executor:
 
     @property
     def n_workers(self) -> int:
-        return len(self.client.scheduler_info(n_workers=-1)["workers"])
+        return len(self.client.nthreads())  # one small message, whatever the cluster's size
 
     def describe(self) -> dict[str, Any]:
         """Address, workers and threads of the cluster (for ``data_summary.json``)."""
         address = getattr(self.client.scheduler, "address", None)
         if self.client.status != "running":
             return {"address": address, "embedded": self.cluster is not None, "lost": True}
-        workers = self.client.scheduler_info(n_workers=-1)["workers"]
+        threads = self.client.nthreads()
         return {
             "address": address,
             "embedded": self.cluster is not None,
-            "workers": len(workers),
-            "threads": int(sum(w.get("nthreads", 0) for w in workers.values())),
+            "workers": len(threads),
+            "threads": int(sum(threads.values())),
             "dashboard": self.client.dashboard_link,
         }
 
@@ -325,17 +353,55 @@ class Executor:
         if pending:
             self.client.cancel(pending)
 
-    def render(self, plot: Callable[..., bytes], *args: Any) -> ClusterFigure:
+    def render(self, plot: Callable[..., bytes], *args: Any) -> ClusterTask:
         """Start drawing ``plot(*args)`` (PNG bytes) on a worker."""
+        return self.offload(plot, *args)
+
+    def offload(self, function: Callable[..., Any], *args: Any) -> ClusterTask:
+        """Start ``function(*args)`` on a worker; run here if the cluster cannot."""
         future = self.client.submit(
-            plot,
+            function,
             *args,
-            key=f"tfbp-plot-{plot.__name__}-{uuid.uuid4().hex[:12]}",
+            key=f"tfbp-{function.__name__}-{uuid.uuid4().hex[:12]}",
             retries=TASK_RETRIES,
         )
         with self._lock:
             self._in_flight.add(future)
-        return ClusterFigure(self, future, plot, args)
+        return ClusterTask(self, future, function, args)
+
+    def sees(self, directory: Path) -> bool:
+        """True when every worker sees ``directory`` as this client does (probed once).
+
+        A file with a random token is written into ``directory`` and every
+        worker is asked to read it: on one machine, or with a shared file
+        system (SLURM, the compose file's volume), workers may write a run's
+        files themselves; otherwise the client writes them.
+        """
+        directory = Path(directory).resolve()
+        with self._lock:
+            if directory in self._seen:
+                return self._seen[directory]
+        token = uuid.uuid4().hex
+        probe = directory / f".tfbp-probe-{token[:12]}"
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            probe.write_text(token, encoding="utf-8")
+            answers = self.client.run(_reads, str(probe), token)
+            seen = bool(answers) and all(answers.values())
+        except OSError:
+            seen = False
+        finally:
+            probe.unlink(missing_ok=True)
+        logger.info(
+            "%s: %s",
+            directory,
+            "seen by every worker: they write the large tables"
+            if seen
+            else "not seen by every worker: this client writes every file",
+        )
+        with self._lock:
+            self._seen[directory] = seen
+        return seen
 
     def fit_bootstraps(
         self,
@@ -351,6 +417,7 @@ class Executor:
         progress: ProgressCallback | None = None,
         completed: BootstrapFits | None = None,
         on_chunk: Callable[[BootstrapFits], None] | None = None,
+        store: Callable[[BootstrapFits], None] | None = None,
     ) -> BootstrapFits:
         """Fit every bootstrap of a stage on the cluster.
 
@@ -363,9 +430,9 @@ class Executor:
         X : ndarray of shape (n_samples, n_terms)
         y : ndarray of shape (n_samples,)
         draws : ndarray of shape (n_bootstraps, n_samples)
-            Row positions drawn for each bootstrap; a chunk's weights are made
-            from them just before it is submitted (the full weight matrix is
-            never held).
+            Row positions drawn for each bootstrap (a compact integer type); a
+            chunk's rows of them travel with its task, which makes the weights
+            (the client never holds a weight matrix).
         normalize_weights : bool
             Scale each bootstrap's weights to sum to 1.
         classes : ndarray of shape (n_samples,)
@@ -379,6 +446,9 @@ class Executor:
             Bootstraps already fitted (a resumed run); only the others are fitted.
         on_chunk : callable, optional
             Given every newly fitted chunk as it arrives (to checkpoint it).
+        store : callable, optional
+            Picklable; called on the worker with the chunk it fitted (to
+            checkpoint it there, when the worker sees the run directory).
 
         Returns
         -------
@@ -401,50 +471,64 @@ class Executor:
             progress(done, n_bootstraps)
         if len(missing) == 0:
             return BootstrapFits.concatenate(parts)
-        chunk = chunk_size or default_chunk_size(n_bootstraps, max(1, self.n_workers))
-        token = uuid.uuid4().hex[:12]
-        X_future, y_future, classes_future = self.client.scatter(
-            [X, y, classes], broadcast=True, hash=False
-        )
-        futures = {}
-        for ids in _chunks(missing, chunk):
-            weights = draws_to_weights(draws[ids], normalize=normalize_weights)
-            future = self.client.submit(
-                _fit_chunk,
-                engine,
-                X_future,
-                y_future,
-                classes_future,
-                ids,
-                weights,
-                params,
-                key=f"tfbp-fit-{label}-{token}-{ids[0]}",
-                retries=TASK_RETRIES,
+        with self._stage_in_flight() as stages:  # this stage and those of other TFs
+            chunk = chunk_size or default_chunk_size(n_bootstraps, max(1, self.n_workers), stages)
+            token = uuid.uuid4().hex[:12]
+            X_future, y_future, classes_future = self.client.scatter(
+                [X, y, classes], broadcast=True, hash=False
             )
-            futures[future] = ids
+            futures = {}
+            for ids in _chunks(missing, chunk):
+                future = self.client.submit(
+                    _fit_chunk,
+                    engine,
+                    X_future,
+                    y_future,
+                    classes_future,
+                    ids,
+                    draws[ids[0] : ids[-1] + 1],  # chunks are runs of consecutive ids
+                    normalize_weights,
+                    params,
+                    store,
+                    key=f"tfbp-fit-{label}-{token}-{ids[0]}",
+                    retries=TASK_RETRIES,
+                )
+                futures[future] = ids
+            with self._lock:
+                self._in_flight.update(futures)
+            try:
+                for future in as_completed(futures):
+                    ids = futures[future]
+                    try:
+                        part = future.result()
+                    except Exception as error:
+                        raise self._failure(label, ids, error) from error
+                    parts.append(part)
+                    if on_chunk is not None:
+                        on_chunk(part)
+                    done += len(ids)
+                    if progress is not None:
+                        progress(done, n_bootstraps)
+            finally:
+                with self._lock:
+                    self._in_flight.difference_update(futures)
+                for future in futures:
+                    future.release()
+                for future in (X_future, y_future, classes_future):
+                    future.release()
+            return BootstrapFits.concatenate(parts)
+
+    @contextmanager
+    def _stage_in_flight(self) -> Iterator[int]:
+        """Count the stages being fitted at once (a batch's TFs); yields the count."""
         with self._lock:
-            self._in_flight.update(futures)
+            self._stages += 1
+            stages = self._stages
         try:
-            for future in as_completed(futures):
-                ids = futures[future]
-                try:
-                    part = future.result()
-                except Exception as error:
-                    raise self._failure(label, ids, error) from error
-                parts.append(part)
-                if on_chunk is not None:
-                    on_chunk(part)
-                done += len(ids)
-                if progress is not None:
-                    progress(done, n_bootstraps)
+            yield stages
         finally:
             with self._lock:
-                self._in_flight.difference_update(futures)
-            for future in futures:
-                future.release()
-            for future in (X_future, y_future, classes_future):
-                future.release()
-        return BootstrapFits.concatenate(parts)
+                self._stages -= 1
 
     def _failure(self, label: str, ids: np.ndarray, error: BaseException) -> Exception:
         """The exception that says why a chunk came back without results."""
@@ -558,18 +642,18 @@ def _checked_security(address: str, security: Security | None) -> tuple[Security
 
 
 @dataclass
-class ClusterFigure:
-    """A figure being drawn on the cluster (see ``Executor.render``).
+class ClusterTask:
+    """A figure being drawn, or a table written, on the cluster (``Executor.offload``).
 
-    ``result`` gives the PNG bytes. If the cluster cannot deliver them (the
-    task failed after its retries, was cancelled by ``stop``, or the scheduler
-    is gone), the figure is drawn here instead: a figure is never the reason a
-    run loses its results.
+    ``result`` gives the function's value (a figure's PNG bytes). If the
+    cluster cannot deliver it (the task failed after its retries, was cancelled
+    by ``stop``, or the scheduler is gone), the function runs here instead: a
+    figure or a table is never the reason a run loses its results.
     """
 
     executor: Executor
     future: Any
-    plot: Callable[..., bytes]
+    plot: Callable[..., Any]
     args: tuple
 
     def done(self) -> bool:
@@ -577,7 +661,7 @@ class ClusterFigure:
         executor = self.executor
         return self.future.done() or executor.stopping or executor.client.status != "running"
 
-    def result(self) -> bytes:
+    def result(self) -> Any:
         executor, name = self.executor, self.plot.__name__
         try:
             while not executor.stopping and executor.client.status == "running":
@@ -585,10 +669,10 @@ class ClusterFigure:
                     return self.future.result(timeout=1.0)
                 except TimeoutError:
                     continue
-            logger.warning("drawing %s here: the cluster is stopping", name)
+            logger.warning("running %s here: the cluster is stopping", name)
         except (Exception, asyncio.CancelledError) as error:
             logger.warning(
-                "drawing %s here: the cluster did not (%s: %s)",
+                "running %s here: the cluster did not (%s: %s)",
                 name,
                 type(error).__name__,
                 _one_line(error),

@@ -1,7 +1,8 @@
 """Stratification classes, cross-validation folds and bootstrap draws (SPEC §4–§5).
 
-Everything random is drawn here, on the client, from the seed; workers only
-ever receive the resulting weights and fold labels.
+Everything random is drawn here, on the client, from the seed; workers
+receive the draws (compact row positions, turned into weights there) and
+rebuild the fold labels from the classes.
 """
 
 from __future__ import annotations
@@ -136,11 +137,13 @@ def bootstrap_draws(n_samples: int, n_bootstraps: int, seed: int) -> np.ndarray:
 
     Returns
     -------
-    ndarray of shape (n_bootstraps, n_samples) of int32 (compact: a 5000-bootstrap
-    stage at 6000 rows holds 120 MB, not 240)
+    ndarray of shape (n_bootstraps, n_samples)
+        Of the smallest unsigned type that holds a row position (uint16 below
+        65536 rows: a 5000-bootstrap stage at 6000 rows holds 60 MB, not 240);
+        the draws travel to the workers and into ``bootstrap_indices`` as such.
     """
     stream = np.random.RandomState(seed)
-    draws = np.empty((n_bootstraps, n_samples), dtype=np.int32 if n_samples < 2**31 else np.int64)
+    draws = np.empty((n_bootstraps, n_samples), dtype=np.min_scalar_type(max(n_samples - 1, 0)))
     for b in range(n_bootstraps):
         draws[b] = stream.randint(0, n_samples, size=n_samples)
     return draws

@@ -11,6 +11,7 @@ what was done (resumable) and the error is raised again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class Listener:
 
     def progress(self, stage: str, done: int, total: int) -> None:
         self.run_dir.write_plots(wait=False)  # figures of finished stages, once drawn
+        self.run_dir.wait_for_files(wait=False)  # let go of what is written
         if self.hook is not None:
             self.hook(self.tf, stage, done, total)
 
@@ -65,31 +67,37 @@ class Listener:
     def chunk_done(self, label: str, fits: BootstrapFits) -> None:
         self.run_dir.save_chunk(label, fits)
 
+    def chunk_store(self, label: str) -> Callable[[BootstrapFits], None] | None:
+        return self.run_dir.chunk_store(label)
+
     def stage_done(self, result: WorkflowResult, stage: str) -> None:
         self.latest = result
         self.run_dir.write_stage(result, stage)
 
 
 class InputCache:
-    """Tables and blacklists read once per path for a whole batch."""
+    """Tables and blacklists read once per path for a whole batch (shared by its threads)."""
 
     def __init__(self) -> None:
         self._tables: dict[tuple[Path, str], Any] = {}
         self._blacklists: dict[Path, list[str]] = {}
+        self._lock = threading.Lock()
 
     def table(self, path: Path, role: str) -> Any:
         key = (Path(path).resolve(), role)
-        if key not in self._tables:
-            self._tables[key] = read_table(Path(path), role)
-        return self._tables[key]
+        with self._lock:
+            if key not in self._tables:
+                self._tables[key] = read_table(Path(path), role)
+            return self._tables[key]
 
     def blacklist(self, path: Path | None) -> list[str]:
         if path is None:
             return []
         key = Path(path).resolve()
-        if key not in self._blacklists:
-            self._blacklists[key] = read_blacklist(Path(path))
-        return self._blacklists[key]
+        with self._lock:
+            if key not in self._blacklists:
+                self._blacklists[key] = read_blacklist(Path(path))
+            return self._blacklists[key]
 
 
 def prepare(config: WorkflowConfig, cache: InputCache) -> ModelingData:
@@ -118,14 +126,20 @@ def run_loaded(
 ) -> RunOutcome:
     """Run one TF whose inputs are prepared; a new run, or ``resume_from`` a ``.partial``."""
     started = time.perf_counter()
+    # Workers that see the output directory write the tables and checkpoints.
+    offload = executor.offload if executor.sees(config.output_dir) else None
     if resume_from is None:
         run_dir = RunDirectory(
-            config.output_dir, config.perturbed_tf, config.output_suffix, render=executor.render
+            config.output_dir,
+            config.perturbed_tf,
+            config.output_suffix,
+            render=executor.render,
+            offload=offload,
         )
         seed = choose_seed(config.random_state)
         run_dir.save_manifest(provenance.manifest(config, seed))
     else:
-        run_dir = RunDirectory.reopen(resume_from, render=executor.render)
+        run_dir = RunDirectory.reopen(resume_from, render=executor.render, offload=offload)
         seed = provenance.check_resumable(resume_from, config)
     handler = provenance.attach_log(run_dir.log_path)
     result = WorkflowResult(config=config, data=data, seed=seed, stage1_terms=[])
@@ -158,9 +172,10 @@ def run_loaded(
         try:
             run_dir.write_summary(summary())
             try:
-                run_dir.write_plots()  # the figures of the stages that finished
-            except Exception as plot_error:  # never hide the run's own error
-                logger.warning("figures of the finished stages not written: %s", plot_error)
+                run_dir.wait_for_files()  # the tables and figures of the stages that finished
+                run_dir.write_plots()
+            except Exception as write_error:  # never hide the run's own error
+                logger.warning("files of the finished stages not written: %s", write_error)
         finally:
             provenance.detach_log(handler)
         raise

@@ -1,6 +1,6 @@
 """The stages of one TF's run and the decisions between them (SPEC §5–§8).
 
-The workflow draws the bootstrap weights, hands the fits to the
+The workflow draws the bootstraps, hands the fits to the
 executor, judges significance and chooses what the next stage models. It
 writes no files: a ``StageListener`` is told about every finished stage.
 """
@@ -52,6 +52,7 @@ class BootstrapFitter(Protocol):
         progress: Callable[[int, int], None] | None = None,
         completed: BootstrapFits | None = None,
         on_chunk: Callable[[BootstrapFits], None] | None = None,
+        store: Callable[[BootstrapFits], None] | None = None,
     ) -> BootstrapFits: ...
 
 
@@ -130,8 +131,10 @@ class StageListener(Protocol):
 
     ``completed(label)`` returns the bootstraps of a fit already checkpointed
     (a resumed run) or None; ``chunk_done(label, fits)`` receives every newly
-    fitted chunk. Labels name a fit within the TF's run (``all_data``,
-    ``all_data-round2``, ``topn``).
+    fitted chunk; ``chunk_store(label)`` is None, or a picklable function that
+    checkpoints a chunk where it was fitted (then ``chunk_done`` need not).
+    Labels name a fit within the TF's run (``all_data``, ``all_data-round2``,
+    ``topn``).
     """
 
     def progress(self, stage: str, done: int, total: int) -> None: ...
@@ -139,6 +142,8 @@ class StageListener(Protocol):
     def completed(self, label: str) -> BootstrapFits | None: ...
 
     def chunk_done(self, label: str, fits: BootstrapFits) -> None: ...
+
+    def chunk_store(self, label: str) -> Callable[[BootstrapFits], None] | None: ...
 
     def stage_done(self, result: WorkflowResult, stage: str) -> None: ...
 
@@ -285,6 +290,7 @@ def _bootstrap_stage(
             progress=lambda done, total: listener.progress(label, done, total),
             completed=listener.completed(label),
             on_chunk=lambda part: listener.chunk_done(label, part),
+            store=listener.chunk_store(label),
         )
 
     current = list(terms)

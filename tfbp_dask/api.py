@@ -98,8 +98,8 @@ def run_many(
     tfs_progress : callable, optional
         Told ``(tfs_done, tfs_total)`` whenever a TF ends.
     max_concurrent_tfs : int, optional
-        TFs in flight at once (default: twice the workers, at least 2); bounds
-        the client's memory for the bootstrap weights.
+        TFs in flight at once (default: twice the workers, at least 2); the
+        client holds the inputs and draws of these TFs only.
     resume_batch : bool
         Continue an interrupted batch TF by TF: in each config's ``output_dir``,
         a TF with a finished run directory is not run again (its entry says

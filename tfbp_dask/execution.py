@@ -45,6 +45,7 @@ ProgressCallback = Callable[[int, int], None]
 
 MIN_CHUNK = 10
 MAX_CHUNK = 50
+MAX_SHARED_CHUNK = 250
 TASK_RETRIES = 2
 DASHBOARD_PORT = 8787
 # Task priorities of the warm-up (fits and figures have Dask's default, 0).
@@ -129,11 +130,13 @@ def default_chunk_size(n_bootstraps: int, n_workers: int, n_stages: int = 1) -> 
     """About four tasks per worker, each holding 10 to 50 bootstraps.
 
     ``n_stages`` stages fitted at once (the TFs of a batch) share the workers:
-    each then needs fewer, larger tasks, so that the client's cost per TF (a
-    message per task each way) does not grow with the cluster.
+    each then needs fewer, larger tasks (up to 250 bootstraps), so that the
+    client's cost per TF (a message per task each way) does not grow with the
+    cluster.
     """
     per_task = math.ceil(n_bootstraps * max(1, n_stages) / max(1, 4 * n_workers))
-    return int(min(MAX_CHUNK, max(MIN_CHUNK, per_task)))
+    largest = MAX_CHUNK if n_stages <= 1 else MAX_SHARED_CHUNK
+    return int(min(largest, max(MIN_CHUNK, per_task)))
 
 
 def _free_port(port: int) -> bool:
@@ -477,23 +480,23 @@ class Executor:
             X_future, y_future, classes_future = self.client.scatter(
                 [X, y, classes], broadcast=True, hash=False
             )
-            futures = {}
-            for ids in _chunks(missing, chunk):
-                future = self.client.submit(
-                    _fit_chunk,
-                    engine,
-                    X_future,
-                    y_future,
-                    classes_future,
-                    ids,
-                    draws[ids[0] : ids[-1] + 1],  # chunks are runs of consecutive ids
-                    normalize_weights,
-                    params,
-                    store,
-                    key=f"tfbp-fit-{label}-{token}-{ids[0]}",
-                    retries=TASK_RETRIES,
-                )
-                futures[future] = ids
+            chunks = _chunks(missing, chunk)
+            n = len(chunks)
+            submitted = self.client.map(  # one message for the whole stage
+                _fit_chunk,
+                [engine] * n,
+                [X_future] * n,
+                [y_future] * n,
+                [classes_future] * n,
+                chunks,
+                [draws[ids[0] : ids[-1] + 1] for ids in chunks],  # runs of consecutive ids
+                [normalize_weights] * n,
+                [params] * n,
+                [store] * n,
+                key=[f"tfbp-fit-{label}-{token}-{ids[0]}" for ids in chunks],
+                retries=TASK_RETRIES,
+            )
+            futures = dict(zip(submitted, chunks))
             with self._lock:
                 self._in_flight.update(futures)
             try:

@@ -6,6 +6,9 @@ table is written as CSV plus a typed Parquet twin; each file is written to a
 temporary name and moved into place. Figures are handed to a *renderer*
 (``render_here`` draws them at once; a run passes one that draws them on the
 Dask workers) and written when they are ready, at the latest before the rename.
+Given an *offload* (the run passes one when the Dask workers see the output
+directory), tables, figures and checkpoints are written by the workers
+instead (``write_files``, ``write_checkpoint``), the same bytes.
 """
 
 from __future__ import annotations

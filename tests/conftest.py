@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -30,6 +31,15 @@ FUZZ_SETTINGS = {
     "database": None,
     "suppress_health_check": [HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 }
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def png_size(png: bytes) -> tuple[int, int]:
+    """Width and height in pixels, from the IHDR chunk (bytes 16-24 of every PNG)."""
+    assert png[:8] == PNG_SIGNATURE
+    return struct.unpack(">II", png[16:24])
 
 
 def fuzz_examples(count: int) -> int:

@@ -32,12 +32,11 @@ def test_batch_numbers_equal_single_runs(tiny_dataset, tmp_path, client_two_work
     single = run(replace(base, perturbed_tf="TF02", output_dir=tmp_path / "one"),
                  client=client_two_workers)  # fmt: skip
     batch_dir = entries[1].run_dir
-    name = "bootstrap_coefficients.csv"
-    for stage in ("all_data_results", "topn_results"):
-        if (single.run_dir / stage).exists():
-            assert (batch_dir / stage / name).read_bytes() == (
-                single.run_dir / stage / name
-            ).read_bytes()
+    tables = sorted(path.relative_to(single.run_dir) for path in single.run_dir.rglob("*.csv"))
+    assert tables == sorted(path.relative_to(batch_dir) for path in batch_dir.rglob("*.csv"))
+    assert Path("topn_results/bootstrap_coefficients.csv") in tables
+    for table in tables:
+        assert (batch_dir / table).read_bytes() == (single.run_dir / table).read_bytes(), table
     (table_path,) = (tmp_path / "batch").glob("batch_*[0-9].csv")
     table = pd.read_csv(table_path, keep_default_na=False)
     assert table["perturbed_tf"].tolist() == ["TF01", "TF02", "TF03"]

@@ -7,13 +7,15 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 from unittest import mock
 
 import pandas as pd
 import pytest
 from bad_input_cases import CASES, PERTURBED_TF, valid_files
-from conftest import ClusterStub
+from conftest import ClusterStub, png_size
 
+from tfbp_dask import WorkflowConfig
 from tfbp_dask.cli import main
 
 COMMAND = "linear_perturbation_binding_modeling"
@@ -27,7 +29,8 @@ PLOTS = ("coefficient_cis.png", "alpha_distribution.png", "selection_frequency.p
 
 
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    # Warnings are errors in the command's process and its workers, as in the suite.
+    env = {**os.environ, "PYTHONWARNINGS": "error"}
     return subprocess.run(
         [sys.executable, "-m", "tfbp_dask", COMMAND, *args],
         capture_output=True,
@@ -101,7 +104,13 @@ def test_full_run_writes_the_documented_layout(small_dataset, tmp_path):
     ]
     for table in ("significance_results", "comparison_statistics", "final_selection"):
         _assert_twin(run_dir / "interactor_significance" / table)
-    assert (run_dir / "interactor_significance" / "interaction_plots" / "delta_r2.png").exists()
+    significance = pd.read_parquet(
+        run_dir / "interactor_significance" / "significance_results.parquet"
+    )
+    assert len(significance) > 0
+    delta_r2 = run_dir / "interactor_significance" / "interaction_plots" / "delta_r2.png"
+    # One bar per interactor: the figure is 1.5 in + 0.35 in per row tall, at 100 dpi.
+    assert png_size(delta_r2.read_bytes())[1] == round(100 * (1.5 + 0.35 * len(significance)))
     for table in ("processed_response", "processed_predictors", "bootstrap_indices"):
         _assert_twin(run_dir / "input_data" / table)
     indices = pd.read_parquet(run_dir / "input_data" / "bootstrap_indices.parquet")
@@ -110,10 +119,20 @@ def test_full_run_writes_the_documented_layout(small_dataset, tmp_path):
     planted = {f"TF01:{partner}" for partner in data.planted["TF01"]}
     significant = set(ci.loc[ci["significant"], "term"])
     assert planted <= significant
+    # The JSON files hold the significant terms' intervals and stage 4's table, value for value.
+    for name, stage in (
+        ("all_data_significant_98-0", "all_data"),
+        ("topn_significant_90-0", "topn"),
+    ):
+        table = pd.read_parquet(run_dir / f"{stage}_results" / "confidence_intervals.parquet")
+        table = table[table["significant"]]
+        assert len(table) > 0
+        expected = {row.term: [row.lower, row.upper] for row in table.itertuples()}
+        assert json.loads((run_dir / f"{name}.json").read_text()) == expected
     all_data_json = json.loads((run_dir / "all_data_significant_98-0.json").read_text())
     assert set(all_data_json) == significant
-    assert json.loads((run_dir / "topn_significant_90-0.json").read_text())
     vs_main = json.loads((run_dir / "interactor_vs_main_result.json").read_text())
+    assert vs_main == significance.to_dict(orient="records")
     assert {row["interactor"] for row in vs_main} <= significant
 
     summary = json.loads((run_dir / "input_data" / "data_summary.json").read_text())
@@ -151,13 +170,13 @@ def test_run_without_seed_records_a_seed_that_reproduces_it(tiny_dataset, tmp_pa
     second = _cli(*common, "--random_state", str(seed), "--output_dir", str(tmp_path / "b"))
     assert second.returncode == 0, second.stderr
     (run_b,) = _run_dirs(tmp_path / "b")
-    for stage in ("all_data_results", "topn_results"):
-        for name in ("bootstrap_coefficients.csv", "confidence_intervals.csv"):
-            if (run_a / stage / name).exists():
-                assert (run_a / stage / name).read_bytes() == (run_b / stage / name).read_bytes()
-    assert (run_a / "input_data" / "bootstrap_indices.csv").read_bytes() == (
-        run_b / "input_data" / "bootstrap_indices.csv"
-    ).read_bytes()
+    # The same tables, byte for byte, whichever stage the drawn seed let the run reach.
+    tables = sorted(path.relative_to(run_a) for path in run_a.rglob("*.csv"))
+    assert tables == sorted(path.relative_to(run_b) for path in run_b.rglob("*.csv"))
+    assert Path("input_data/bootstrap_indices.csv") in tables
+    assert Path("all_data_results/bootstrap_coefficients.csv") in tables
+    for table in tables:
+        assert (run_a / table).read_bytes() == (run_b / table).read_bytes(), table
 
 
 def _as_argv(kwargs: dict) -> list[str]:
@@ -307,3 +326,21 @@ def test_multi_line_errors_are_printed_on_one_line(monkeypatch, tmp_path, capsys
     assert stop.value.code == 1
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert lines == ["tfbp-dask: error: run failed: ValueError: first line second line"]
+
+
+def test_option_defaults_are_the_library_defaults(monkeypatch, tmp_path):
+    import tfbp_dask.api
+
+    seen = []
+
+    def record(config, progress=None):
+        seen.append(config)
+        return SimpleNamespace(outcome="completed", run_dir=tmp_path)
+
+    monkeypatch.setattr(tfbp_dask.api, "run", record)
+    response, predictors = valid_files(tmp_path)
+    main([COMMAND, "--response_file", str(response), "--predictors_file", str(predictors),
+          "--perturbed_tf", PERTURBED_TF])  # fmt: skip
+    # Only the required options given: every other value is WorkflowConfig's default.
+    expected = WorkflowConfig(response, predictors, perturbed_tf=PERTURBED_TF)
+    assert seen == [expected]

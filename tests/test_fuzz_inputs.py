@@ -12,7 +12,8 @@ output directory. The cluster is never started: ``tfbp_dask.api._connect`` is re
 stub that stops a valid run where it would first use the cluster, so valid option values can
 be fuzzed too.
 
-The number of cases tried is counted per test and printed in the terminal summary.
+The number of cases tried is counted per test, must reach what its settings ask for, and is
+printed in the terminal summary.
 """
 
 from __future__ import annotations
@@ -88,6 +89,32 @@ def _count_report(pytestconfig):
 
 def _tried(name: str) -> None:
     CASES_TRIED[name] += 1
+
+
+# Cases each property test asks for (its max_examples), by test function name.
+CASES_WANTED: dict[str, int] = {}
+
+
+def fuzzed(count: int):
+    """Settings for a property test of ``count`` cases (scaled by TFBP_FUZZ_SCALE)."""
+    examples = fuzz_examples(count)
+
+    def decorate(test):
+        CASES_WANTED[test.__name__] = examples
+        return settings(max_examples=examples, **FUZZ_SETTINGS)(test)
+
+    return decorate
+
+
+@pytest.fixture(autouse=True)
+def _every_case_is_tried(request):
+    """A property test that tried fewer cases than it asks for tested less than it claims."""
+    before = sum(CASES_TRIED.values())
+    yield
+    wanted = CASES_WANTED.get(request.function.__name__)
+    if wanted is not None:
+        tried = sum(CASES_TRIED.values()) - before
+        assert tried >= wanted, f"{request.function.__name__}: {tried} of {wanted} cases tried"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -472,7 +499,7 @@ def valid_files(workdir: Path, valid_dataset: Dataset) -> dict[str, Path]:
 # 1. Harmless changes read exactly as the clean file
 
 
-@settings(max_examples=fuzz_examples(150), **FUZZ_SETTINGS)
+@fuzzed(150)
 @given(dataset=datasets(), response_style=styles, predictors_style=styles)
 def test_harmless_variants_read_exactly(dataset, response_style, predictors_style, workdir):
     _tried("harmless CSV variants")
@@ -754,7 +781,7 @@ def _decodes(raw: bytes) -> bool:
     return True
 
 
-@settings(max_examples=fuzz_examples(250), **FUZZ_SETTINGS)
+@fuzzed(250)
 @given(case=mangled_cases())
 def test_mangled_tables_load_or_fail_cleanly(case, workdir):
     _tried("mangled CSV tables")
@@ -787,7 +814,7 @@ csv_alphabet = st.sampled_from(
 )
 
 
-@settings(max_examples=fuzz_examples(120), **FUZZ_SETTINGS)
+@fuzzed(120)
 @given(
     role=st.sampled_from(("response", "predictors")),
     prefix=st.sampled_from((b"", b"gene_id,TF01,TF03\n", b'"gene_id","TF03"\r\n', b"\xef\xbb\xbf")),
@@ -829,7 +856,7 @@ def _lines(text: str) -> list[str]:
     return re.split(r"\r\n|\r|\n", text)
 
 
-@settings(max_examples=fuzz_examples(80), **FUZZ_SETTINGS)
+@fuzzed(80)
 @given(
     content=st.one_of(
         st.binary(max_size=200),
@@ -880,7 +907,7 @@ variable_names = st.one_of(
 )
 
 
-@settings(max_examples=fuzz_examples(60), **FUZZ_SETTINGS)
+@fuzzed(60)
 @given(
     add=st.lists(variable_names, max_size=3),
     exclude=st.lists(variable_names, max_size=3),
@@ -1040,7 +1067,7 @@ PARQUET_LAYOUTS = (
 CLEAN_LAYOUTS = set(PARQUET_LAYOUTS[:6])
 
 
-@settings(max_examples=fuzz_examples(80), **FUZZ_SETTINGS)
+@fuzzed(80)
 @given(
     case=parquet_frames(),
     role=st.sampled_from(("response", "predictors")),
@@ -1266,7 +1293,7 @@ OPTION_VALUES = {
 }
 
 
-@settings(max_examples=fuzz_examples(40), **FUZZ_SETTINGS)
+@fuzzed(40)
 @given(
     options=st.dictionaries(
         st.sampled_from(sorted(OPTION_VALUES)), st.none(), min_size=1, max_size=3
@@ -1295,7 +1322,7 @@ def test_cli_option_values(options, valid_files, workdir, capsys):
     assert any(name in line for name in mentions), (line, invalid)
 
 
-@settings(max_examples=fuzz_examples(40), **FUZZ_SETTINGS)
+@fuzzed(40)
 @given(case=mangled_cases())
 def test_cli_mangled_files(case, workdir, capsys):
     _tried("command line with mangled files")
@@ -1413,11 +1440,3 @@ def test_nan_option_values_are_rejected(option, value, valid_files, tmp_path, ca
     argv = [f"--{name}_file={path}" for name, path in valid_files.items()]
     outcome = run_cli([*argv, f"--perturbed_tf={PTF}", f"{option}={value}"], capsys, tmp_path / "o")
     assert option in assert_exit_2_one_line(outcome)
-
-
-def test_zz_cases_tried(record_property):
-    """Runs last in this module: records how many fuzzed cases were tried (see the summary)."""
-    total = sum(CASES_TRIED.values())
-    record_property("fuzzed_input_cases", total)
-    for name, count in CASES_TRIED.items():
-        record_property(f"fuzzed_input_cases[{name}]", count)

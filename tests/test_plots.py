@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import logging
-import struct
 
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import dataset_config
+from conftest import PNG_SIGNATURE, dataset_config
+from conftest import png_size as _size
 from distributed import get_worker
 
 from tfbp_dask import plots, run
 from tfbp_dask.execution import Executor
 from tfbp_dask.outputs import RunDirectory
-
-PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _size(png: bytes) -> tuple[int, int]:
-    """Width and height from the IHDR chunk (bytes 16-24 of every PNG)."""
-    assert png[:8] == PNG_SIGNATURE
-    return struct.unpack(">II", png[16:24])
 
 
 def _importance(n_terms: int) -> pd.DataFrame:
@@ -50,6 +42,32 @@ def test_every_figure_is_a_png_sized_to_its_content() -> None:
     assert _size(plots.alpha_distribution(np.geomspace(1e-3, 1, 50), "t")) == (600, 400)
     deltas = pd.DataFrame({"interactor": ["TF01:TF02", "TF01:TF03"], "delta_r2": [0.1, -0.2]})
     assert _size(plots.interactor_deltas(deltas, "t"))[0] == 700
+
+
+def test_delta_r2_figure_draws_the_table_values(monkeypatch) -> None:
+    drawn = []
+    monkeypatch.setattr(plots, "_png", lambda figure: drawn.append(figure) or b"")
+    linear = pd.DataFrame(
+        {"interactor": ["TF01:TF02", "TF01:TF03", "TF01:TF04"], "delta_r2": [0.1, -0.2, 0.03]}
+    )
+    lasso = pd.DataFrame(
+        {
+            "interactor": ["TF01:TF02", "TF01:TF03"],
+            "coef_interactor": [0.5, 0.0],
+            "coef_main_effect": [0.0, -0.25],
+        }
+    )
+    plots.interactor_deltas(linear, "t")
+    plots.interactor_deltas(lasso, "t")
+    (linear_axis,), (lasso_axis,) = (figure.axes for figure in drawn)
+    bars = linear_axis.patches
+    assert [bar.get_width() for bar in bars] == [0.1, -0.2, 0.03]
+    # Red marks the interactors kept (ΔR² <= 0), as the x label says.
+    assert [bar.get_facecolor()[0] > 0.8 for bar in bars] == [False, True, False]
+    labels = [label.get_text() for label in linear_axis.get_yticklabels()]
+    assert labels == linear["interactor"].tolist()
+    widths = [bar.get_width() for bar in lasso_axis.patches]
+    assert widths == [0.5, 0.0, 0.0, -0.25]  # interactor bars, then main-effect bars
 
 
 @pytest.fixture

@@ -10,6 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import dataset_config
+from scipy.stats import rankdata
+from sklearn.linear_model import LassoCV
+from sklearn.model_selection import StratifiedKFold
 
 from tfbp_dask import WorkflowConfig, run
 from tfbp_dask.engines import gram
@@ -105,11 +108,20 @@ def test_iterative_dropout_rounds(tiny_dataset, output_dir, client_two_workers):
     kept = rounds["n_terms_kept"].tolist()
     assert rounds["n_terms_in"].iloc[0] == 7
     assert all(b <= a for a, b in zip(kept, kept[1:]))
-    # It stops at the first later round that keeps everything it was given (or keeps nothing).
+    assert len(rounds) >= 2
+    # It stops at the first later round that keeps everything it was given (or keeps nothing);
+    # the stage's coefficients are that round's fits, over the terms it was given.
     last = rounds.iloc[-1]
     assert last["n_terms_kept"] in (0, last["n_terms_in"])
-    final_terms = _coefficients(outcome.run_dir).columns[1:].tolist()
-    assert final_terms == (last["terms_kept"].split(";") if last["n_terms_kept"] else final_terms)
+    given = rounds.iloc[-2]["terms_kept"].split(";")
+    coefficients = _coefficients(outcome.run_dir)
+    assert coefficients.columns[1:].tolist() == given
+    # The last round's verdict, recomputed from those coefficients with numpy.
+    tail = (100.0 - last["ci_level"]) / 2
+    lower = np.percentile(coefficients[given], tail, axis=0)
+    upper = np.percentile(coefficients[given], 100.0 - tail, axis=0)
+    kept = [term for term, lo, hi in zip(given, lower, upper) if lo > 0 or hi < 0]
+    assert kept == (last["terms_kept"].split(";") if last["n_terms_kept"] else [])
 
 
 def test_options_shape_the_design(tiny_dataset, output_dir, client_two_workers):
@@ -133,25 +145,76 @@ def test_options_shape_the_design(tiny_dataset, output_dir, client_two_workers):
     assert columns[:2] == ["bootstrap", "TF01"]
     assert "TF01:TF02" not in columns
     assert columns[-4:] == ["I(TF01 ** 2)", "I(TF01 ** 3)", "row_max", "TF03"]
-    if outcome.result.interactors is not None:
-        assert outcome.result.interactors.method == "lasso"
-        assert outcome.result.interactors.n_rows == len(outcome.result.topn.rows)
-        table = pd.read_csv(
-            outcome.run_dir / "interactor_significance" / "significance_results.csv"
-        )
-        assert list(table.columns) == [
-            "interactor",
-            "variant",
-            "r2_lasso_model",
-            "coef_interactor",
-            "coef_main_effect",
-        ]
+    # Interactors survive to stage 4 (the planted ones among them): its options are checked.
+    interactors = outcome.result.interactors
+    assert interactors is not None and interactors.method == "lasso"
+    assert interactors.n_rows == len(outcome.result.topn.rows) == config.top_n
+    table = pd.read_csv(outcome.run_dir / "interactor_significance" / "significance_results.csv")
+    assert list(table.columns) == [
+        "interactor",
+        "variant",
+        "r2_lasso_model",
+        "coef_interactor",
+        "coef_main_effect",
+    ]
+    stage2 = [t.name for t in outcome.result.topn.significant_terms if t.kind == "interaction"]
+    assert table["interactor"].tolist() == stage2
+    planted = {f"TF01:{partner}" for partner in tiny_dataset[0].planted["TF01"]}
+    assert planted <= set(stage2)
+    assert planted <= set(interactors.final_selection["term"])
+    assert (table.loc[table["interactor"].isin(planted), "coef_interactor"] != 0).all()
 
 
 def test_stage_four_rows_follow_the_flag(tiny_dataset, output_dir, client_two_workers):
     outcome = run(_config(tiny_dataset, output_dir), client=client_two_workers)
     assert outcome.result.interactors is not None
     assert outcome.result.interactors.n_rows == len(outcome.result.data.response)
+
+
+def test_top_n_stage_draws_from_seed_plus_10_and_stratifies_by_the_bins(
+    tiny_dataset, output_dir, client_two_workers
+):
+    bins = (0, 30, 70, np.inf)
+    config = _config(tiny_dataset, output_dir, engine="sklearn", bins=bins, n_bootstraps=4)
+    result = run(config, client=client_two_workers).result
+    topn, binding = result.topn, result.data.predictors["TF01"]
+    rows = topn.rows
+    n = len(rows)
+    assert set(rows) == set(binding.nlargest(config.top_n).index)
+    stream = np.random.RandomState(config.random_state + 10)
+    draws = np.stack([stream.randint(0, n, size=n) for _ in range(config.n_bootstraps)])
+    np.testing.assert_array_equal(topn.draws, draws)
+    # Each fit equals a direct LassoCV on the top-N rows: weights from those draws, folds of
+    # StratifiedKFold over the classes --bins makes of the rows' pTF binding ranks.
+    names = [term.name for term in topn.terms]
+    assert all(name.startswith("TF01:") for name in names)
+    p = binding.loc[rows].to_numpy()
+    X = np.column_stack([p * result.data.predictors.loc[rows, name[5:]] for name in names])
+    y = result.data.response.loc[rows].to_numpy()
+    ranks = rankdata(-p, method="min")
+    classes = np.array([sum(rank > edge for edge in bins) for rank in ranks])
+    assert sorted(np.bincount(classes)[1:]) == [30, 40, 50]
+    default_classes = np.array([sum(rank > edge for edge in (0, 8, 12)) for rank in ranks])
+
+    def direct_fit(b: int, strata: np.ndarray) -> LassoCV:
+        return LassoCV(
+            selection="random",
+            alphas=100,
+            eps=1e-3,
+            tol=1e-4,
+            max_iter=config.max_iter,
+            random_state=b,
+            cv=list(StratifiedKFold(4, shuffle=True, random_state=b).split(X, strata)),
+        ).fit(X, y, sample_weight=np.bincount(draws[b], minlength=n).astype(float))
+
+    scale = np.abs(topn.fits.coef).max()
+    for b in range(config.n_bootstraps):
+        direct = direct_fit(b, classes)
+        np.testing.assert_allclose(topn.fits.coef[b], direct.coef_, rtol=0, atol=1e-12 * scale)
+        assert topn.fits.alpha[b] == pytest.approx(direct.alpha_, rel=1e-12)
+    # The check can tell the bins apart: the default bins' folds choose other alphas.
+    other = [direct_fit(b, default_classes).alpha_ for b in range(config.n_bootstraps)]
+    assert not np.allclose(other, topn.fits.alpha)
 
 
 @pytest.mark.parametrize("seed", [0])

@@ -19,7 +19,7 @@ import typer
 from typer.exceptions import TyperException
 
 from ._version import __version__
-from .config import DEFAULT_OUTPUT_DIR, OptionError, WorkflowConfig, parse_bins, parse_names
+from .config import DEFAULTS, OptionError, WorkflowConfig, format_bins, parse_bins, parse_names
 from .errors import ClusterUnavailable, InputError
 
 EXIT_BAD_INPUT = 2
@@ -112,13 +112,13 @@ def linear_perturbation_binding_modeling(
             help="Feature ids to exclude, one per line.",
             rich_help_panel=INPUT_CONTROL,
         ),
-    ] = None,
+    ] = DEFAULTS["blacklist_file"],
     n_bootstraps: Annotated[
         int,
         typer.Option(
             "--n_bootstraps", help="Bootstrap samples per stage.", rich_help_panel=INPUT_CONTROL
         ),
-    ] = 1000,
+    ] = DEFAULTS["n_bootstraps"],
     random_state: Annotated[
         int | None,
         typer.Option(
@@ -126,7 +126,7 @@ def linear_perturbation_binding_modeling(
             help="Seed of the bootstrap draws (top-N uses seed + 10); drawn and recorded when absent.",
             rich_help_panel=INPUT_CONTROL,
         ),
-    ] = None,
+    ] = DEFAULTS["random_state"],
     top_n: Annotated[
         int,
         typer.Option(
@@ -134,7 +134,7 @@ def linear_perturbation_binding_modeling(
             help="Features (strongest pTF binding) kept for the second round.",
             rich_help_panel=INPUT_CONTROL,
         ),
-    ] = 600,
+    ] = DEFAULTS["top_n"],
     normalize_sample_weights: Annotated[
         bool,
         typer.Option(
@@ -142,7 +142,7 @@ def linear_perturbation_binding_modeling(
             help="Normalise bootstrap weights to sum to 1.",
             rich_help_panel=DATA_PROCESSING,
         ),
-    ] = False,
+    ] = DEFAULTS["normalize_sample_weights"],
     scale_by_std: Annotated[
         bool,
         typer.Option(
@@ -150,7 +150,7 @@ def linear_perturbation_binding_modeling(
             help="Divide design columns by their standard deviation (no centring).",
             rich_help_panel=DATA_PROCESSING,
         ),
-    ] = False,
+    ] = DEFAULTS["scale_by_std"],
     row_max: Annotated[
         bool,
         typer.Option(
@@ -158,19 +158,19 @@ def linear_perturbation_binding_modeling(
             help="Add the row maximum binding as a predictor (all-data stage).",
             rich_help_panel=FEATURES,
         ),
-    ] = False,
+    ] = DEFAULTS["row_max"],
     squared_pTF: Annotated[
         bool,
         typer.Option(
             "--squared_pTF", help="Add the squared pTF binding term.", rich_help_panel=FEATURES
         ),
-    ] = False,
+    ] = DEFAULTS["squared_pTF"],
     cubic_pTF: Annotated[
         bool,
         typer.Option(
             "--cubic_pTF", help="Add the cubed pTF binding term.", rich_help_panel=FEATURES
         ),
-    ] = False,
+    ] = DEFAULTS["cubic_pTF"],
     ptf_main_effect: Annotated[
         bool,
         typer.Option(
@@ -178,7 +178,7 @@ def linear_perturbation_binding_modeling(
             help="Add the pTF binding as a main effect.",
             rich_help_panel=FEATURES,
         ),
-    ] = False,
+    ] = DEFAULTS["ptf_main_effect"],
     exclude_interactor_variables: Annotated[
         str | None,
         typer.Option(
@@ -202,7 +202,7 @@ def linear_perturbation_binding_modeling(
             help="Comma-separated rank bin edges for stratified folds.",
             rich_help_panel=BINNING,
         ),
-    ] = "0,8,12,np.inf",
+    ] = format_bins(DEFAULTS["bins"]),
     all_data_ci_level: Annotated[
         float,
         typer.Option(
@@ -210,7 +210,7 @@ def linear_perturbation_binding_modeling(
             help="CI level (%) for significance in the all-data stage.",
             rich_help_panel=MODEL,
         ),
-    ] = 98.0,
+    ] = DEFAULTS["all_data_ci_level"],
     topn_ci_level: Annotated[
         float,
         typer.Option(
@@ -218,7 +218,7 @@ def linear_perturbation_binding_modeling(
             help="CI level (%) for significance in the top-N stage.",
             rich_help_panel=MODEL,
         ),
-    ] = 90.0,
+    ] = DEFAULTS["topn_ci_level"],
     max_iter: Annotated[
         int,
         typer.Option(
@@ -226,7 +226,7 @@ def linear_perturbation_binding_modeling(
             help="Maximum coordinate-descent iterations per fit.",
             rich_help_panel=MODEL,
         ),
-    ] = 10000,
+    ] = DEFAULTS["max_iter"],
     iterative_dropout: Annotated[
         bool,
         typer.Option(
@@ -234,7 +234,7 @@ def linear_perturbation_binding_modeling(
             help="Drop non-significant terms in rounds at a rising CI level.",
             rich_help_panel=MODEL,
         ),
-    ] = False,
+    ] = DEFAULTS["iterative_dropout"],
     stabilization_ci_start: Annotated[
         float,
         typer.Option(
@@ -242,7 +242,7 @@ def linear_perturbation_binding_modeling(
             help="First CI level of iterative dropout.",
             rich_help_panel=MODEL,
         ),
-    ] = 50.0,
+    ] = DEFAULTS["stabilization_ci_start"],
     stabilization_ci_step: Annotated[
         float,
         typer.Option(
@@ -250,7 +250,7 @@ def linear_perturbation_binding_modeling(
             help="CI level added per iterative-dropout round.",
             rich_help_panel=MODEL,
         ),
-    ] = 2.0,
+    ] = DEFAULTS["stabilization_ci_step"],
     stage4_lasso: Annotated[
         bool,
         typer.Option(
@@ -258,7 +258,7 @@ def linear_perturbation_binding_modeling(
             help="LassoCV-based interactor test (default: least squares).",
             rich_help_panel=MODEL,
         ),
-    ] = False,
+    ] = DEFAULTS["stage4_lasso"],
     stage4_topn: Annotated[
         bool,
         typer.Option(
@@ -266,13 +266,13 @@ def linear_perturbation_binding_modeling(
             help="Run the interactor test on the top-N features.",
             rich_help_panel=MODEL,
         ),
-    ] = False,
+    ] = DEFAULTS["stage4_topn"],
     output_dir: Annotated[
         Path,
         typer.Option(
             "--output_dir", help="Base directory of run directories.", rich_help_panel=OUTPUT
         ),
-    ] = DEFAULT_OUTPUT_DIR,
+    ] = DEFAULTS["output_dir"],
     output_suffix: Annotated[
         str,
         typer.Option(
@@ -280,7 +280,7 @@ def linear_perturbation_binding_modeling(
             help="Appended to the perturbed TF in the run directory name.",
             rich_help_panel=OUTPUT,
         ),
-    ] = "",
+    ] = DEFAULTS["output_suffix"],
     n_cpus: Annotated[
         int,
         typer.Option(
@@ -288,7 +288,7 @@ def linear_perturbation_binding_modeling(
             help="Worker processes of the embedded Dask cluster.",
             rich_help_panel=SYSTEM,
         ),
-    ] = 4,
+    ] = DEFAULTS["n_cpus"],
     engine: Annotated[
         str,
         typer.Option(
@@ -296,7 +296,7 @@ def linear_perturbation_binding_modeling(
             help="Fitting engine: gram (compiled solvers on fold Grams, default) or sklearn (one LassoCV per bootstrap, the reference).",
             rich_help_panel=SYSTEM,
         ),
-    ] = "gram",
+    ] = DEFAULTS["engine"],
     chunk_size: Annotated[
         int | None,
         typer.Option(
@@ -304,7 +304,7 @@ def linear_perturbation_binding_modeling(
             help="Bootstraps per Dask task (default: about 4 tasks per worker, 10-50 each).",
             rich_help_panel=SYSTEM,
         ),
-    ] = None,
+    ] = DEFAULTS["chunk_size"],
     scheduler_address: Annotated[
         str | None,
         typer.Option(
@@ -312,7 +312,7 @@ def linear_perturbation_binding_modeling(
             help="tcp://HOST:PORT or tls://HOST:PORT of a running Dask scheduler, instead of a local cluster.",
             rich_help_panel=SYSTEM,
         ),
-    ] = None,
+    ] = DEFAULTS["scheduler_address"],
     connect_timeout: Annotated[
         float,
         typer.Option(
@@ -320,7 +320,7 @@ def linear_perturbation_binding_modeling(
             help="Seconds to wait for --scheduler_address and its first worker.",
             rich_help_panel=SYSTEM,
         ),
-    ] = 20.0,
+    ] = DEFAULTS["connect_timeout"],
     tls_ca_file: Annotated[
         Path | None,
         typer.Option(
@@ -328,7 +328,7 @@ def linear_perturbation_binding_modeling(
             help="tls:// scheduler: the cluster's CA certificate (default: Dask config distributed.comm.tls.ca-file).",
             rich_help_panel=SYSTEM,
         ),
-    ] = None,
+    ] = DEFAULTS["tls_ca_file"],
     tls_cert: Annotated[
         Path | None,
         typer.Option(
@@ -336,7 +336,7 @@ def linear_perturbation_binding_modeling(
             help="tls:// scheduler: this client's certificate (default: distributed.comm.tls.client.cert).",
             rich_help_panel=SYSTEM,
         ),
-    ] = None,
+    ] = DEFAULTS["tls_cert"],
     tls_key: Annotated[
         Path | None,
         typer.Option(
@@ -344,7 +344,7 @@ def linear_perturbation_binding_modeling(
             help="tls:// scheduler: this client's private key (default: distributed.comm.tls.client.key).",
             rich_help_panel=SYSTEM,
         ),
-    ] = None,
+    ] = DEFAULTS["tls_key"],
     max_concurrent_tfs: Annotated[
         int | None,
         typer.Option(

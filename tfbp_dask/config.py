@@ -8,7 +8,7 @@ turn the command line's comma lists into values.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -130,15 +130,15 @@ class WorkflowConfig:
             )
         bins = self.bins
         if len(bins) < 2:
-            raise OptionError(f"--bins needs at least two edges, got {_format_bins(bins)}")
+            raise OptionError(f"--bins needs at least two edges, got {format_bins(bins)}")
         if any(math.isnan(b) for b in bins):
-            raise OptionError(f"--bins must be numbers, got {_format_bins(bins)}")
+            raise OptionError(f"--bins must be numbers, got {format_bins(bins)}")
         if bins[0] != 0:
-            raise OptionError(f"--bins must start at 0, got {_format_bins(bins)}")
+            raise OptionError(f"--bins must start at 0, got {format_bins(bins)}")
         if not math.isinf(bins[-1]) or bins[-1] < 0:
-            raise OptionError(f"--bins must end at np.inf, got {_format_bins(bins)}")
+            raise OptionError(f"--bins must end at np.inf, got {format_bins(bins)}")
         if any(b >= a_next for b, a_next in zip(bins, bins[1:])):
-            raise OptionError(f"--bins must be strictly increasing, got {_format_bins(bins)}")
+            raise OptionError(f"--bins must be strictly increasing, got {format_bins(bins)}")
         if self.engine not in ENGINES:
             raise OptionError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.random_state is not None and not 0 <= self.random_state < 2**32 - 10:
@@ -196,9 +196,17 @@ class WorkflowConfig:
                 record[key] = str(value)
             elif isinstance(value, tuple):
                 record[key] = list(value)
-        record["bins"] = _format_bins(self.bins)
+        record["bins"] = format_bins(self.bins)
         return record
 
 
-def _format_bins(bins: tuple[float, ...]) -> str:
+#: Every option's default by field name: the command line and the SLURM driver take theirs
+#: from here, so that they cannot drift from the library's.
+DEFAULTS: dict[str, Any] = {
+    field.name: field.default for field in fields(WorkflowConfig) if field.default is not MISSING
+}
+
+
+def format_bins(bins: tuple[float, ...]) -> str:
+    """``--bins`` as the command line spells it ("0,8,12,np.inf")."""
     return ",".join("np.inf" if math.isinf(b) and b > 0 else f"{b:g}" for b in bins)

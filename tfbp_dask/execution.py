@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -237,15 +238,20 @@ class Executor:
             )
             return executor
         dashboard = f":{DASHBOARD_PORT}" if _free_port(DASHBOARD_PORT) else ":0"
-        cluster = LocalCluster(
-            n_workers=n_workers,
-            threads_per_worker=1,
-            processes=processes,
-            dashboard_address=dashboard,
-            # Workers' own warnings (e.g. tasks cancelled while stopping) are
-            # Dask's business, not the user's: keep the console for our lines.
-            silence_logs=logging.ERROR,
-        )
+        with warnings.catch_warnings():
+            # Another run starting at the same moment may take the port found free above;
+            # Dask then hosts the dashboard on another port (logged below) and says so in a
+            # multi-line warning that is no concern of the user's.
+            warnings.filterwarnings("ignore", "Port .* is already in use", UserWarning)
+            cluster = LocalCluster(
+                n_workers=n_workers,
+                threads_per_worker=1,
+                processes=processes,
+                dashboard_address=dashboard,
+                # Workers' own warnings (e.g. tasks cancelled while stopping) are
+                # Dask's business, not the user's: keep the console for our lines.
+                silence_logs=logging.ERROR,
+            )
         executor = cls(client=Client(cluster), owns_client=True, cluster=cluster)
         logger.info(
             "started a local Dask cluster: %d workers x 1 thread; dashboard %s",

@@ -14,6 +14,8 @@ It does not build design terms (``design.py`` does). Reading and preparing are s
 that a batch of many perturbed TFs reads each file once (:func:`read_table`) and prepares the
 rows per TF (:func:`prepare_modeling_data`).
 
+CSV records are read by the standard library's ``csv`` reader (RFC 4180 quoting, strict: a
+quote must close a field), which also tells the line each record ends on for the messages.
 Conventions, where the format leaves room: lines end at ``\n``, ``\r\n`` or ``\r`` (in the
 tables and the blacklist alike); surrounding whitespace of feature ids, column names and cells
 is ignored; lines that are blank (or hold only empty cells) are skipped; the cells that
@@ -28,10 +30,9 @@ import difflib
 import io
 import logging
 import math
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -80,7 +81,6 @@ _NA_TOKENS = frozenset(
 )
 _PREVIEW_ITEMS = 5
 _MAX_ITEM_CHARS = 40
-_SPACE = re.compile(r"\s")
 
 
 @dataclass(frozen=True, eq=False)
@@ -430,34 +430,24 @@ def _decode(raw: bytes, label: str) -> str:
 
 
 def _parse_csv(raw: bytes, label: str) -> pd.DataFrame:
-    text = _decode(raw, label)
-    # Without quote characters a record is one line split at commas, so the lines can be checked
-    # cheaply and the values parsed by pandas' C parser; quoted files go through the csv module.
-    if '"' in text:
-        records = _quoted_records(text, label)
-    else:
-        records = _plain_records(text)
-    if records.header is None:
+    header, header_line, rows, lines = _csv_records(_decode(raw, label), label)
+    if header is None:
         raise _fail(label, "is empty")
 
-    names = [name.strip() for name in records.header]
+    names = [name.strip() for name in header]
     if len(names) < 2:
-        raise _fail(label, _one_column_problem(records.header[0]))
+        raise _fail(label, _one_column_problem(header[0]))
     if all(_looks_numeric(name) for name in names[1:]):
         raise _fail(
             label,
-            f"has no header line: line {records.header_line} looks like data "
+            f"has no header line: line {header_line} looks like data "
             f"({_preview([_quote(name) for name in names])}); the first line must name the "
             "columns",
         )
     _check_column_names(label, names)
-    if not records.lines:
+    if not rows:
         raise _fail(label, "has a header but no data rows")
-    ragged = [
-        (line, n_fields)
-        for line, n_fields in zip(records.lines, records.field_counts)
-        if n_fields != len(names)
-    ]
+    ragged = [(line, len(row)) for line, row in zip(lines, rows) if len(row) != len(names)]
     if ragged:
         line, n_fields = ragged[0]
         problem = f"line {line} has {n_fields} fields but the header has {len(names)}"
@@ -465,98 +455,32 @@ def _parse_csv(raw: bytes, label: str) -> pd.DataFrame:
             problem += f"; other such lines: {_preview([str(line) for line, _ in ragged[1:]])}"
         raise _fail(label, problem)
 
-    if records.rows is not None:
-        columns = list(zip(*records.rows))
-        ids = [feature.strip() for feature in columns[0]]
-        values = [_parse_cells(cells) for cells in columns[1:]]
-    else:
-        ids, values = _parse_plain_body(records.body, len(names), label)
-    _check_ids(label, ids, [f"line {line}" for line in records.lines])
+    columns = list(zip(*rows))
+    ids = [feature.strip() for feature in columns[0]]
+    _check_ids(label, ids, [f"line {line}" for line in lines])
+    values = [_parse_cells(cells) for cells in columns[1:]]
     return pd.DataFrame(dict(zip(names[1:], values)), index=pd.Index(ids, name=names[0]))
 
 
-@dataclass
-class _Records:
-    """The record structure of a CSV text: header, and per data record its line and width."""
-
-    header: list[str] | None = None
-    header_line: int = 0
-    lines: list[int] = field(default_factory=list)
-    field_counts: list[int] = field(default_factory=list)
-    rows: list[list[str]] | None = None  # the cells, when parsed by the csv module
-    body: str = ""  # the data lines, when they are left to pandas
-
-
-def _plain_records(text: str) -> _Records:
-    records = _Records()
-    kept: list[str] = []
-    for number, line in enumerate(io.StringIO(text, newline=""), start=1):
-        content = line.rstrip("\r\n")
-        if not content.replace(",", "").strip():
-            continue
-        if records.header is None:
-            records.header, records.header_line = content.split(","), number
-        else:
-            if _SPACE.search(content):
-                # Whitespace around a cell means nothing here, and pandas' parser reads some
-                # numbers wrongly next to it (" +0.1951" one unit in the last place off).
-                content = ",".join(cell.strip() for cell in content.split(","))
-            kept.append(content)
-            records.lines.append(number)
-            records.field_counts.append(content.count(",") + 1)
-    records.body = "\n".join(kept) + "\n"
-    return records
-
-
-def _quoted_records(text: str, label: str) -> _Records:
-    records = _Records(rows=[])
+def _csv_records(text: str, label: str) -> tuple[list[str] | None, int, list[list[str]], list[int]]:
+    """The header, its line, the data records and the line each ends on; blank records skipped."""
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    header: list[str] | None = None
+    header_line = 0
+    rows: list[list[str]] = []
+    lines: list[int] = []
     try:
         for row in reader:
             if all(not cell.strip() for cell in row):
                 continue
-            if records.header is None:
-                records.header, records.header_line = row, reader.line_num
+            if header is None:
+                header, header_line = row, reader.line_num
             else:
-                records.rows.append(row)
-                records.lines.append(reader.line_num)
-                records.field_counts.append(len(row))
+                rows.append(row)
+                lines.append(reader.line_num)
     except csv.Error as err:
         raise _fail(label, f"is not valid CSV at line {reader.line_num}: {err}") from err
-    return records
-
-
-def _parse_plain_body(body: str, n_columns: int, label: str) -> tuple[list[str], list[np.ndarray]]:
-    """Ids and column values of quote-free data lines, each known to have ``n_columns`` fields."""
-    try:
-        frame = pd.read_csv(
-            io.StringIO(body),
-            header=None,
-            names=list(range(n_columns)),
-            dtype={0: str},
-            keep_default_na=False,
-            na_values={position: sorted(_NA_TOKENS) for position in range(1, n_columns)},
-            skip_blank_lines=False,
-            engine="c",
-            # Whole columns at once: in chunks, a long file whose column turns to text late
-            # gets a DtypeWarning (a stray multi-line warning on stderr) and mixed chunks.
-            low_memory=False,
-        )
-    except (ValueError, pd.errors.ParserError) as err:
-        raise _fail(label, f"cannot be parsed as CSV ({_first_line(err)})") from err
-    if len(frame) != body.count("\n"):  # one record per line; anything else is a parser surprise
-        raise _fail(label, "cannot be parsed as CSV (rows and lines do not match)")
-    # The ids are taken from the lines, not from pandas: it drops a byte order mark (U+FEFF)
-    # that starts the first data line, which is part of that line's id here.
-    ids = [line.split(",", 1)[0].strip() for line in body.split("\n")[:-1]]
-    values = []
-    for position in range(1, n_columns):
-        column = frame[position]
-        if pd.api.types.is_integer_dtype(column.dtype) or pd.api.types.is_float_dtype(column.dtype):
-            values.append(column.to_numpy(dtype=np.float64))
-        else:
-            values.append(column.to_numpy(dtype=object))
-    return ids, values
+    return header, header_line, rows, lines
 
 
 def _parse_parquet(raw: bytes, label: str) -> pd.DataFrame:
@@ -645,8 +569,8 @@ def _check_ids(label: str, ids: list[str], places: list[str]) -> None:
         raise _fail(label, f"duplicate feature ids: {_preview(duplicated)}")
 
 
-def _parse_cells(cells: Sequence[str]) -> np.ndarray | list[str]:
-    """float64 values if every cell is a number or missing; else the cells' text."""
+def _parse_cells(cells: Sequence[str]) -> np.ndarray:
+    """float64 values if every cell is a number or missing; else the cells' text (object)."""
     try:
         return np.array(cells, dtype=np.float64)
     except ValueError:
@@ -655,7 +579,7 @@ def _parse_cells(cells: Sequence[str]) -> np.ndarray | list[str]:
     for position, cell in enumerate(cells):
         number = _text_to_float(cell)
         if number is None:
-            return [cell.strip() for cell in cells]
+            return np.array([cell.strip() for cell in cells], dtype=object)
         values[position] = number
     return values
 

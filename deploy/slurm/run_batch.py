@@ -38,7 +38,6 @@ TF failed, 2 for a bad option or input.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import shlex
 import sys
@@ -48,14 +47,12 @@ from pathlib import Path
 from distributed import Client  # noqa: TID251 - this driver owns its Dask client
 
 from tfbp_dask import BatchEntry, WorkflowConfig, run_many
-from tfbp_dask.config import OptionError
+from tfbp_dask.config import DEFAULTS, OptionError
 from tfbp_dask.errors import ClusterUnavailable, InputError
 from tfbp_dask.tls import check_readable
 
 INSTALL_HINT = 'dask-jobqueue is required: python -m pip install "dask-jobqueue>=0.8"'
 BLAS_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
-# Model option defaults are the library's, so that this driver cannot drift from the command.
-DEFAULTS = {field.name: field.default for field in dataclasses.fields(WorkflowConfig)}
 # The files of deploy/make_certs.py, by Security field: the driver is scheduler and client.
 TLS_FILES = {
     "tls_ca_file": "ca.pem",

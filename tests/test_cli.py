@@ -87,7 +87,17 @@ def test_full_run_writes_the_documented_layout(small_dataset, tmp_path):
     coefficients = _assert_twin(run_dir / "all_data_results" / "bootstrap_coefficients")
     assert coefficients["bootstrap"].tolist() == list(range(50))
     statistics = _assert_twin(run_dir / "all_data_results" / "model_statistics")
-    assert list(statistics.columns) == ["bootstrap", "alpha", "cv_mse", "r2", "n_nonzero", "n_iter"]
+    assert list(statistics.columns) == [
+        "bootstrap",
+        "alpha",
+        "cv_mse",
+        "r2",
+        "n_nonzero",
+        "n_iter",
+        "max_iter_reached",
+        "solver",
+    ]
+    assert (statistics["solver"] == "gram_cd").all() and not statistics["max_iter_reached"].any()
     ci = _assert_twin(run_dir / "all_data_results" / "confidence_intervals")
     assert list(ci.columns) == ["term", "ci_level", "lower", "upper", "significant"]
     importance = _assert_twin(run_dir / "all_data_results" / "feature_importance")
@@ -251,6 +261,27 @@ def test_bad_option_exits_2_with_one_line(option, value, expected, tmp_path, cap
     ]
     line = _expect_exit_2(argv, capsys, tmp_path / "out")
     assert expected in line
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [
+        # 6 top-N rows in bins of 3 and 3.
+        (["--top_n", "6", "--bins", "0,3,np.inf"], ("top-N stage (6 rows, --top_n 6", "(0, 3]")),
+        # 39 rows (the pTF's own is left out) in 14 bins of at most 3.
+        (
+            ["--bins", ",".join(str(edge) for edge in range(0, 40, 3)) + ",np.inf"],
+            ("all-data stage (39 rows", "(0, 3]"),
+        ),
+    ],
+)
+def test_infeasible_stratification_exits_2_before_any_fit(options, expected, tmp_path, capsys):
+    response, predictors = valid_files(tmp_path)
+    argv = [COMMAND, "--response_file", str(response), "--predictors_file", str(predictors),
+            "--perturbed_tf", PERTURBED_TF, "--n_bootstraps", "10", *options]  # fmt: skip
+    line = _expect_exit_2(argv, capsys, tmp_path / "out")
+    for part in (*expected, "holds 3", "every bin holds fewer than 4 rows", PERTURBED_TF):
+        assert part in line
 
 
 def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):

@@ -11,11 +11,17 @@ bootstraps each, pooled), for both path solvers:
   that tolerance (the issue's parity thresholds);
   ``test_homotopy_exact_against_tight_sklearn`` shows the differences vanish
   when scikit-learn is run to a tight tolerance.
+
+The default solver at the widths of stage 1 (more than ``CD_MAX_TERMS``
+terms) is the homotopy; ``WIDE_SETS`` (1500-3000 genes, 60-150 correlated
+terms, 88 bootstraps pooled) check it there with the same thresholds, and
+that both engines find the same significant terms at the default CI levels.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -25,7 +31,7 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LassoCV, lars_path_gram
 
-from tfbp_dask import datagen, resampling
+from tfbp_dask import datagen, resampling, stats
 from tfbp_dask.engines import ENGINES, BootstrapFits, LassoParams, get_engine, gram
 from tfbp_dask.engines import sklearn as sk_engine
 from tfbp_dask.engines._gram_kernels import _centred_problem, _homotopy, _test_mse
@@ -55,6 +61,19 @@ def _resamples(
     draws = resampling.bootstrap_draws(len(classes), n_bootstraps, seed)
     weights = resampling.draws_to_weights(draws, normalize=normalize)
     return bootstrap, weights, resampling.bootstrap_test_folds(classes, bootstrap)
+
+
+def _wide_problem(
+    n_genes: int, n_tfs: int, n_partners: int, effect: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """As ``_problem``, with ``n_partners`` planted interactions of size ``effect``."""
+    data = datagen.make_dataset(
+        n_genes=n_genes, n_tfs=n_tfs, n_partners=n_partners, effect=effect, seed=seed
+    )
+    binding = data.predictors.iloc[:, 1:].to_numpy()
+    ptf = binding[:, 0]
+    y = data.response.iloc[:, 1].to_numpy()
+    return ptf[:, None] * binding[:, 1:], y, resampling.stratification_classes(ptf, BINS)
 
 
 def _grid_distance(alpha_a: np.ndarray, alpha_b: np.ndarray) -> np.ndarray:
@@ -190,14 +209,22 @@ def test_homotopy_partial_path_and_step_cap() -> None:
     Q, q = _random_problem(rng, 100, 12)
     alphas = np.geomspace(np.abs(q).max(), np.abs(q).max() * 1e-3, 100)
     full = np.empty((100, 12))
-    steps_full = _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 100, 10_000, full)
+    steps_full, cut = _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 100, 10_000, full)
+    assert not cut
     part = np.full((100, 12), np.nan)
-    steps_part = _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 40, 10_000, part)
+    steps_part, cut = _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 40, 10_000, part)
     np.testing.assert_array_equal(part[:40], full[:40])
-    assert np.isnan(part[40:]).all() and 0 < steps_part <= steps_full
+    assert np.isnan(part[40:]).all() and 0 < steps_part <= steps_full and not cut
     assert not full[0].any()  # alpha_max: exactly zero
     capped = np.empty((100, 12))
-    assert _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 100, 3, capped) == 3
+    assert _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 100, 3, capped) == (3, True)
+    # A cap equal to the steps the path needs does not cut it.
+    exact = np.empty((100, 12))
+    assert _homotopy(Q, q, np.ones(12, dtype=bool), alphas, 100, steps_full, exact) == (
+        steps_full,
+        False,
+    )
+    np.testing.assert_array_equal(exact, full)
 
 
 def test_homotopy_collinear_and_constant_columns() -> None:
@@ -281,6 +308,7 @@ def test_cd_replays_sklearn_to_rounding(parity) -> None:
         cd = fast["cd"]
         np.testing.assert_allclose(cd.alpha, ref.alpha, rtol=1e-12)
         np.testing.assert_array_equal(cd.n_iter, ref.n_iter)
+        np.testing.assert_array_equal(cd.max_iter_reached, ref.max_iter_reached)
         np.testing.assert_allclose(cd.coef, ref.coef, rtol=0, atol=1e-10 * np.abs(ref.coef).max())
         np.testing.assert_allclose(cd.intercept, ref.intercept, rtol=0, atol=1e-10 * y.std())
         np.testing.assert_allclose(cd.cv_mse, ref.cv_mse, rtol=1e-10)
@@ -299,6 +327,23 @@ def test_auto_solver_by_width(parity) -> None:
     np.testing.assert_array_equal(auto.coef, homotopy.coef)
     with pytest.raises(ValueError, match="unknown solver"):
         gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS, solver="lars")
+
+
+@pytest.mark.parametrize("shape", [(40, 36), (45, 51), (56, 51)])
+def test_cd_replays_sklearn_when_folds_have_no_more_rows_than_terms(shape) -> None:
+    # A small --top_n: every training fold has at most as many rows as terms,
+    # so LassoCV solves the folds on the rows, not on the Gram.
+    X, y, classes = _wide_problem(*shape, n_partners=6, effect=0.5, seed=shape[0])
+    bootstrap, weights, folds = _resamples(classes, 12, shape[0] + 10)
+    assert gram._rows_variant(folds.astype(np.int64), 4, X.shape[1]).all()
+    ref = sk_engine.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+    fast = gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+    assert gram.solver_name(X.shape[1]) == "cd"
+    np.testing.assert_allclose(fast.alpha, ref.alpha, rtol=1e-12)
+    np.testing.assert_array_equal(fast.n_iter, ref.n_iter)
+    np.testing.assert_allclose(fast.coef, ref.coef, rtol=0, atol=1e-10 * np.abs(ref.coef).max())
+    np.testing.assert_allclose(fast.cv_mse, ref.cv_mse, rtol=1e-10)
+    assert np.count_nonzero(ref.coef) > 0
 
 
 @pytest.mark.parametrize("seed", [0, 1])
@@ -435,10 +480,12 @@ def test_n_iter_counts_refit_homotopy_steps() -> None:
     fits = gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS, solver="homotopy")
     # Every non-zero coefficient but the first entered at a kink passed.
     assert (fits.n_iter >= fits.n_nonzero - 1).all() and (fits.n_iter < PARAMS.max_iter).all()
+    assert not fits.max_iter_reached.any()
     capped = gram.fit_bootstraps(
         X, y, bootstrap, weights, folds, LassoParams(max_iter=1), solver="homotopy"
     )
     assert (capped.n_iter <= 1).all() and np.isfinite(capped.coef).all()
+    assert capped.max_iter_reached.all()  # every fold path needs more than one step
 
 
 def test_cd_sweep_cap_matches_sklearn() -> None:
@@ -450,6 +497,9 @@ def test_cd_sweep_cap_matches_sklearn() -> None:
     fits = gram.fit_bootstraps(X, y, bootstrap, weights, folds, capped, solver="cd")
     np.testing.assert_array_equal(fits.n_iter, ref.n_iter)
     assert (fits.n_iter <= 2).all()
+    # Not converging is flagged where scikit-learn warns (recorded by the sklearn engine).
+    assert ref.max_iter_reached.all()
+    np.testing.assert_array_equal(fits.max_iter_reached, ref.max_iter_reached)
     np.testing.assert_allclose(fits.alpha, ref.alpha, rtol=1e-12)
     np.testing.assert_allclose(fits.coef, ref.coef, rtol=0, atol=1e-10 * np.abs(ref.coef).max())
 
@@ -491,3 +541,134 @@ def test_warm_up_leaves_one_compiled_kernel_per_function_whatever_the_fits():
     after_warm_up, after_fits = json.loads(done.stdout)
     assert after_fits == after_warm_up
     assert max(after_fits.values()) == 1, after_fits
+
+
+# --------------------------------------------------------------------------- parity at yeast widths
+
+# Wider than CD_MAX_TERMS, so the default solver is the homotopy: (n_genes,
+# n_tfs, planted partners, effect, seed, bootstraps). The pTF x TF columns
+# are correlated (mean |r| about 0.28); the planted partners give 2 to 16
+# significant terms, some of them near the edge of their interval.
+WIDE_SETS = [
+    (1500, 61, 8, 0.3, 40, 32),
+    (2000, 101, 12, 0.25, 41, 24),
+    (2000, 101, 2, 1.0, 1, 20),
+    (3000, 151, 16, 0.2, 42, 12),
+]
+CI_LEVELS = (90.0, 98.0)  # the top-N and all-data defaults
+
+
+@pytest.fixture(scope="module")
+def wide_parity() -> list[tuple[BootstrapFits, BootstrapFits]]:
+    """(sklearn fits, default gram fits) on every wide set, same weights and folds."""
+    results = []
+    for n_genes, n_tfs, n_partners, effect, seed, n_bootstraps in WIDE_SETS:
+        X, y, classes = _wide_problem(n_genes, n_tfs, n_partners, effect, seed)
+        assert gram.solver_name(X.shape[1]) == "homotopy"
+        bootstrap, weights, folds = _resamples(classes, n_bootstraps, seed + 10)
+        reference = sk_engine.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+        fast = gram.fit_bootstraps(X, y, bootstrap, weights, folds, PARAMS)
+        results.append((reference, fast))
+    return results
+
+
+def test_wide_chosen_alpha_parity(wide_parity) -> None:
+    distance = np.concatenate([_grid_distance(ref.alpha, fast.alpha) for ref, fast in wide_parity])
+    assert len(distance) == sum(entry[-1] for entry in WIDE_SETS)
+    assert np.abs(distance).max() <= 1
+    assert np.mean(distance == 0) >= 0.90
+
+
+def test_wide_coef_parity(wide_parity) -> None:
+    worst = np.concatenate(
+        [
+            np.abs(ref.coef - fast.coef).max(axis=1) / np.abs(ref.coef).max()
+            for ref, fast in wide_parity
+        ]
+    )
+    assert np.percentile(worst, 95) <= 0.01
+
+
+@pytest.mark.parametrize("ci_level", CI_LEVELS)
+def test_wide_significant_sets_identical(wide_parity, ci_level: float) -> None:
+    n_significant = 0
+    for ref, fast in wide_parity:
+        expected = stats.significant_mask(*stats.percentile_ci(ref.coef, ci_level))
+        found = stats.significant_mask(*stats.percentile_ci(fast.coef, ci_level))
+        np.testing.assert_array_equal(found, expected)
+        n_significant += int(expected.sum())
+    assert n_significant >= 30  # not a comparison of empty sets
+
+
+# --------------------------------------------------------------------------- any CPU, same bits
+
+_FIT_SCRIPT = """
+import sys
+import numpy as np
+from tfbp_dask import datagen, resampling
+from tfbp_dask.engines import LassoParams, gram
+
+arrays = {}
+for n_genes, n_tfs, solver in [(600, 13, "cd"), (700, 71, "homotopy")]:
+    data = datagen.make_dataset(n_genes=n_genes, n_tfs=n_tfs, n_partners=6, effect=0.3, seed=5)
+    binding = data.predictors.iloc[:, 1:].to_numpy()
+    X = binding[:, :1] * binding[:, 1:]
+    y = data.response.iloc[:, 1].to_numpy()
+    classes = resampling.stratification_classes(binding[:, 0], (0, 8, 12, np.inf))
+    bootstrap = np.arange(4)
+    weights = resampling.draws_to_weights(resampling.bootstrap_draws(n_genes, 4, 6))
+    folds = resampling.bootstrap_test_folds(classes, bootstrap)
+    fits = gram.fit_bootstraps(X, y, bootstrap, weights, folds, LassoParams(), solver=solver)
+    for name in ("coef", "intercept", "alpha", "cv_mse", "r2", "n_iter"):
+        arrays[f"{solver}_{name}"] = getattr(fits, name)
+np.savez(sys.argv[1], **arrays)
+"""
+
+
+def test_same_bytes_on_a_cpu_without_vector_extensions(tmp_path) -> None:
+    # The host build against kernels compiled for a generic x86-64 CPU, with
+    # numpy's CPU-dispatched loops and OpenBLAS's kernel also set to an old
+    # CPU's: the engine's numbers must not depend on the worker's CPU.
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # numpy < 2
+        from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+
+    script = tmp_path / "fit.py"
+    script.write_text(_FIT_SCRIPT)
+    generic = {
+        "NUMBA_CPU_NAME": "generic",
+        "NUMBA_CACHE_DIR": str(tmp_path / "numba_cache"),
+        "NPY_DISABLE_CPU_FEATURES": " ".join(f for f in __cpu_dispatch__ if __cpu_features__[f]),
+        "OPENBLAS_CORETYPE": "Nehalem",
+    }
+    results = {}
+    for name, extra in (("host", {}), ("generic", generic)):
+        env = {**os.environ, **extra}
+        subprocess.run(
+            [sys.executable, str(script), str(tmp_path / f"{name}.npz")],
+            env=env,
+            check=True,
+            timeout=300,
+        )
+        results[name] = np.load(tmp_path / f"{name}.npz")
+    host, other = results["host"], results["generic"]
+    assert sorted(host.files) == sorted(other.files) and len(host.files) == 12
+    for name in host.files:
+        assert host[name].tobytes() == other[name].tobytes(), name
+    assert np.count_nonzero(host["homotopy_coef"]) > 10 and np.count_nonzero(host["cd_coef"]) > 10
+
+
+def test_replay_is_said_to_hold_only_for_the_mirrored_release() -> None:
+    from importlib.metadata import version
+
+    from tfbp_dask.engines import CD_REPLAY_SKLEARN, solver_note
+
+    assert solver_note("gram_cd", f"{CD_REPLAY_SKLEARN}.0") is None
+    assert solver_note("gram_cd", f"{CD_REPLAY_SKLEARN}.7rc1") is None
+    for other in ("1.10.0", "1.8.2", "2.9.0"):
+        assert f"scikit-learn {other} is installed" in solver_note("gram_cd", other)
+    assert solver_note("gram_homotopy", "1.10.0") is None
+    assert solver_note("sklearn_cd", "1.10.0") is None
+    # The replay is tested above against the scikit-learn installed here.
+    assert version("scikit-learn").startswith(f"{CD_REPLAY_SKLEARN}.")

@@ -76,12 +76,20 @@ def test_concatenate_orders_by_bootstrap():
         ids = np.asarray(ids)
         k = len(ids)
         return BootstrapFits(
-            ids, ids[:, None] * np.ones((k, 2)), ids * 1.0, ids * 1.0, ids * 1.0, ids, ids * 1.0
+            ids,
+            ids[:, None] * np.ones((k, 2)),
+            ids * 1.0,
+            ids * 1.0,
+            ids * 1.0,
+            ids,
+            ids * 1.0,
+            ids % 2 == 1,
         )
 
     merged = BootstrapFits.concatenate([part([4, 5]), part([0, 1]), part([2, 3])])
     np.testing.assert_array_equal(merged.bootstrap, np.arange(6))
     np.testing.assert_array_equal(merged.coef[:, 0], np.arange(6))
+    np.testing.assert_array_equal(merged.max_iter_reached, np.arange(6) % 2 == 1)
 
 
 def test_unknown_engine_is_refused():

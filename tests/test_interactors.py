@@ -108,6 +108,24 @@ def test_lasso_method_matches_direct_lassocv(frames):
     assert table.loc["TF01:TF06", "coef_interactor"] == pytest.approx(direct.coef_[1], abs=1e-12)
     assert table.loc["TF01:TF06", "coef_main_effect"] == pytest.approx(direct.coef_[3], abs=1e-12)
     assert table["r2_lasso_model"].iloc[0] == pytest.approx(r2_score(y, direct.predict(X)))
+    assert result.lasso_fit == {
+        "n_iter": direct.n_iter_,
+        "converged": True,
+        "alpha": pytest.approx(direct.alpha_, rel=1e-12),
+    }
     kinds = dict(zip(result.final_selection["term"], result.final_selection["kind"]))
     assert kinds[f"TF01:{partners[0]}"] == "interactor"
     assert isinstance(result.final_selection, pd.DataFrame)
+
+
+def test_lasso_method_records_non_convergence(frames, caplog):
+    predictors, response, partners = frames
+    terms = [interaction("TF01", partners[0]), interaction("TF01", "TF06")]
+    result = evaluate_interactors(
+        predictors, response, "TF01", terms, BINS, lasso=True, max_iter=1
+    )  # no ConvergenceWarning escapes: pytest would turn it into an error
+    assert result.lasso_fit["converged"] is False
+    assert result.lasso_fit["n_iter"] == 1
+    assert any("did not converge within --max_iter 1" in r.message for r in caplog.records)
+    linear = evaluate_interactors(predictors, response, "TF01", terms, BINS)
+    assert linear.lasso_fit is None

@@ -16,6 +16,7 @@ from tfbp_dask.resampling import (
     draws_to_weights,
     rank,
     stratification_classes,
+    stratification_problem,
 )
 
 
@@ -120,6 +121,27 @@ def test_rank_refuses_nan_and_unknown_ties():
         rank(np.array([1.0, np.nan]))
     with pytest.raises(ValueError, match="ties"):
         rank(np.array([1.0]), ties="dense")
+
+
+@pytest.mark.parametrize("layout", range(40))
+def test_stratification_problem_exactly_when_stratified_kfold_fails(layout):
+    rng = np.random.default_rng(100 + layout)
+    n = int(rng.integers(4, 30))
+    edges = sorted(rng.choice(np.arange(1, 40), size=int(rng.integers(1, 12)), replace=False))
+    bins = (0, *edges, np.inf)
+    classes = stratification_classes(rng.gamma(0.7, 1.0, size=n), bins)
+    problem = stratification_problem(classes, bins)
+    splitter = StratifiedKFold(n_splits=4, shuffle=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # small classes are expected here
+        try:
+            list(splitter.split(np.zeros(n), classes))
+        except ValueError:
+            assert problem is not None
+            counts = np.bincount(classes, minlength=len(bins))[1:]
+            assert f"holds {counts.max()});" in problem
+        else:
+            assert problem is None
 
 
 def test_draws_take_the_smallest_unsigned_type_and_keep_their_values() -> None:

@@ -253,6 +253,67 @@ def test_engines_agree_on_the_significant_terms(
     )
 
 
+@pytest.mark.parametrize(
+    "engine, solver", [("gram", "gram_cd"), ("gram", "gram_homotopy"), ("sklearn", "sklearn_cd")]
+)
+def test_solver_and_max_iter_are_recorded(
+    tiny_dataset, output_dir, client_two_workers, monkeypatch, caplog, engine, solver
+):
+    if solver == "gram_homotopy":  # the threaded workers share this module
+        monkeypatch.setattr(gram, "CD_MAX_TERMS", 0)
+    config = _config(tiny_dataset, output_dir, engine=engine, max_iter=2, stage4_lasso=True)
+    outcome = run(config, client=client_two_workers)
+    summary = json.loads((outcome.run_dir / "input_data" / "data_summary.json").read_text())
+    warnings = [r.getMessage() for r in caplog.records if "reached --max_iter 2" in r.getMessage()]
+    stages = [s for s in (outcome.result.all_data, outcome.result.topn) if s is not None]
+    for stage in stages:
+        directory = "all_data_results" if stage.name == "all_data" else "topn_results"
+        statistics = pd.read_csv(outcome.run_dir / directory / "model_statistics.csv")
+        assert (statistics["solver"] == solver).all()
+        n_reached = int(statistics["max_iter_reached"].sum())
+        recorded = summary["stages"][stage.name]
+        assert recorded["solver"] == solver
+        assert recorded["n_fits_max_iter_reached"] == n_reached
+        assert ("homotopy steps" in recorded["n_iter_counts"]) == (solver == "gram_homotopy")
+        assert (statistics["n_iter"] <= 2).all()
+        # Two sweeps or steps are too few for the stage-1 paths: flagged, warned once.
+        assert n_reached > 0 or stage.name == "topn"
+        warned = sum(f"{stage.name} stage: {n_reached} of 24" in m for m in warnings)
+        assert warned == (n_reached > 0)
+    assert len(warnings) == sum(
+        summary["stages"][stage.name]["n_fits_max_iter_reached"] > 0 for stage in stages
+    )
+    if outcome.result.interactors is not None:
+        lasso_fit = summary["stages"]["interactors"]["lasso_fit"]
+        assert lasso_fit["n_iter"] <= 2 and isinstance(lasso_fit["converged"], bool)
+
+
+def test_default_max_iter_reaches_nothing(tiny_dataset, output_dir, client_two_workers, caplog):
+    outcome = run(_config(tiny_dataset, output_dir, stage4_lasso=True), client=client_two_workers)
+    summary = json.loads((outcome.run_dir / "input_data" / "data_summary.json").read_text())
+    assert summary["stages"]["all_data"]["n_fits_max_iter_reached"] == 0
+    assert summary["stages"]["all_data"]["solver"] == "gram_cd"
+    assert summary["stages"]["interactors"]["lasso_fit"]["converged"] is True
+    assert not any("--max_iter" in r.getMessage() for r in caplog.records)
+
+
+def test_another_scikit_learn_release_is_said_in_log_and_summary(
+    tiny_dataset, output_dir, client_two_workers, monkeypatch, caplog
+):
+    import tfbp_dask.engines
+
+    monkeypatch.setattr(tfbp_dask.engines, "version", lambda name: "1.10.0")
+    outcome = run(_config(tiny_dataset, output_dir), client=client_two_workers)
+    summary = json.loads((outcome.run_dir / "input_data" / "data_summary.json").read_text())
+    note = summary["stages"]["all_data"]["solver_note"]
+    assert "scikit-learn 1.10.0 is installed" in note
+    assert any(note in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    monkeypatch.undo()
+    outcome = run(_config(tiny_dataset, output_dir), client=client_two_workers)
+    summary = json.loads((outcome.run_dir / "input_data" / "data_summary.json").read_text())
+    assert summary["stages"]["all_data"]["solver_note"] is None
+
+
 def test_same_files_whether_the_workers_or_the_client_write_them(
     tiny_dataset, tmp_path, client_two_workers, monkeypatch
 ):

@@ -223,7 +223,12 @@ def linear_perturbation_binding_modeling(
         int,
         typer.Option(
             "--max_iter",
-            help="Maximum coordinate-descent iterations per fit.",
+            help=(
+                "Cap of every lasso path: coordinate-descent sweeps per alpha (engine "
+                "sklearn; gram up to 50 terms), homotopy steps (a term entering or leaving) "
+                "per path (gram above 50 terms). Fits that reach it are counted "
+                "(max_iter_reached in model_statistics, data_summary.json) and warned about."
+            ),
             rich_help_panel=MODEL,
         ),
     ] = DEFAULTS["max_iter"],

@@ -7,8 +7,10 @@ fits one LassoCV holding both and keeps whichever keeps a non-zero coefficient.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,8 @@ from . import stats
 from .design import Term, design_matrix, main_effect
 from .engines import LassoParams
 from .resampling import N_FOLDS, cv_fold_labels, stratification_classes
+
+logger = logging.getLogger(__name__)
 
 FOLD_SEED = 42
 ALL_TERMS_MODEL = "all_terms"
@@ -39,6 +43,10 @@ class InteractorResult:
         (linear), or the single lasso model's in-sample R² (lasso, fold = -1).
     final_selection : DataFrame
         ``term, kind, reason``.
+    lasso_fit : dict, optional
+        ``--stage4_lasso`` only: ``n_iter`` (coordinate-descent sweeps of the
+        refit at the chosen alpha), ``converged`` (False if a path stopped at
+        ``--max_iter`` sweeps without converging) and the chosen ``alpha``.
     """
 
     method: str
@@ -46,6 +54,7 @@ class InteractorResult:
     significance: pd.DataFrame
     comparison: pd.DataFrame
     final_selection: pd.DataFrame
+    lasso_fit: dict[str, Any] | None = None
 
 
 def ols_fold_r2(X: np.ndarray, y: np.ndarray, test_fold: np.ndarray) -> np.ndarray:
@@ -94,8 +103,9 @@ def evaluate_interactors(
     folds = cv_fold_labels(classes, FOLD_SEED)
     interactions = [term for term in terms if term.kind == "interaction"]
     others = [term for term in terms if term.kind != "interaction"]
+    lasso_fit = None
     if lasso:
-        significance, comparison, chosen = _lasso_method(
+        significance, comparison, chosen, lasso_fit = _lasso_method(
             predictors, y, perturbed_tf, terms, interactions, folds, scale_by_std, max_iter
         )
     else:
@@ -110,7 +120,9 @@ def evaluate_interactors(
         (term.name, "other", reason_other) for term in others if term.name not in picked
     ]
     final = pd.DataFrame(selection, columns=["term", "kind", "reason"])
-    return InteractorResult("lasso" if lasso else "linear", len(y), significance, comparison, final)
+    return InteractorResult(
+        "lasso" if lasso else "linear", len(y), significance, comparison, final, lasso_fit
+    )
 
 
 def _linear_method(predictors, y, perturbed_tf, terms, interactions, folds, scale_by_std):
@@ -164,7 +176,16 @@ def _lasso_method(predictors, y, perturbed_tf, terms, interactions, folds, scale
     X = design_matrix(predictors, perturbed_tf, model_terms, scale_by_std)
     from .engines.sklearn import fit_one  # scikit-learn is imported only where it is used
 
-    model = fit_one(X, y, None, folds, FOLD_SEED, LassoParams(max_iter=max_iter))
+    model, converged = fit_one(X, y, None, folds, FOLD_SEED, LassoParams(max_iter=max_iter))
+    fit = {"n_iter": int(model.n_iter_), "converged": converged, "alpha": float(model.alpha_)}
+    if not converged:
+        logger.warning(
+            "%s: stage-4 LassoCV did not converge within --max_iter %d sweeps at some alpha "
+            "(refit: %d sweeps)",
+            perturbed_tf,
+            max_iter,
+            fit["n_iter"],
+        )
     r2_model = stats.r2(y, model.predict(X))
     coef = dict(zip((term.name for term in model_terms), model.coef_))
     rows, chosen = [], []
@@ -186,4 +207,4 @@ def _lasso_method(predictors, y, perturbed_tf, terms, interactions, folds, scale
         [("lasso_all_terms", "", "", -1, r2_model)],
         columns=["model", "interactor", "variant", "fold", "r2"],
     )
-    return significance, comparison, chosen
+    return significance, comparison, chosen, fit

@@ -43,7 +43,7 @@ logger = logging.getLogger(__name__)
 PARTIAL_SUFFIX = ".partial"
 CHECKPOINT_DIR = "checkpoints"
 MANIFEST = "run_manifest.json"
-_FIT_COLUMNS = ("bootstrap", "intercept", "alpha", "cv_mse", "n_iter", "r2")
+_FIT_COLUMNS = ("bootstrap", "intercept", "alpha", "cv_mse", "n_iter", "r2", "max_iter_reached")
 STAGE_DIRS = {"all_data": "all_data_results", "topn": "topn_results"}
 STAGE_TITLES = {"all_data": "all data", "topn": "top-N"}
 
@@ -359,6 +359,8 @@ class RunDirectory:
             "r2": fits.r2,
             "n_nonzero": fits.n_nonzero,
             "n_iter": fits.n_iter,
+            "max_iter_reached": fits.max_iter_reached,
+            "solver": [stage.solver] * len(fits.bootstrap),
         }
         tables = [
             (_Matrix(fits.bootstrap, fits.coef, names), directory / "bootstrap_coefficients"),

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import WorkflowConfig
+from .engines import N_ITER_MEANING
 from .errors import InputError
 from .outputs import PARTIAL_SUFFIX, read_manifest
 from .workflow import TOPN_SEED_OFFSET, WorkflowResult
@@ -160,6 +161,10 @@ def summary(
                 "ci_level": stage.ci_level,
                 "terms": [term.name for term in stage.terms],
                 "significant_terms": [term.name for term in stage.significant_terms],
+                "solver": stage.solver,
+                "solver_note": stage.solver_note,
+                "n_iter_counts": N_ITER_MEANING[stage.solver],
+                "n_fits_max_iter_reached": int(stage.fits.max_iter_reached.sum()),
                 "dropout_rounds": [
                     {"round": r.round, "ci_level": r.ci_level, "terms_kept": r.terms_kept}
                     for r in stage.dropout_rounds
@@ -171,6 +176,8 @@ def summary(
             "n_rows": result.interactors.n_rows,
             "final_selection": result.interactors.final_selection["term"].tolist(),
         }
+        if result.interactors.lasso_fit is not None:
+            stages["interactors"]["lasso_fit"] = result.interactors.lasso_fit
     return {
         "perturbed_tf": result.data.perturbed_tf,
         "inputs": {

@@ -76,6 +76,30 @@ def rank(values: np.ndarray, ties: str = "min") -> np.ndarray:
     return ranks
 
 
+def stratification_problem(classes: np.ndarray, bins: Sequence[float]) -> str | None:
+    """Why stratified ``N_FOLDS``-fold CV cannot split rows of these classes, or None.
+
+    ``StratifiedKFold`` fails when every class holds fewer rows than folds
+    (with at least one such class it only warns); the message names the
+    largest bin and its count.
+
+    Parameters
+    ----------
+    classes : ndarray of shape (n_samples,)
+        From ``stratification_classes(..., bins)``.
+    bins : sequence of float
+    """
+    counts = np.bincount(np.asarray(classes, dtype=np.int64), minlength=len(bins))[1:]
+    if len(classes) == 0 or counts.max() >= N_FOLDS:
+        return None
+    k = int(np.argmax(counts))
+    return (
+        f"every bin holds fewer than {N_FOLDS} rows (the largest, ranks "
+        f"({bins[k]:g}, {bins[k + 1]:g}], holds {counts[k]}); stratified {N_FOLDS}-fold "
+        f"cross-validation needs a bin of at least {N_FOLDS}"
+    )
+
+
 class _StratifiedPlan:
     """What ``StratifiedKFold(4, shuffle=True)`` derives from the classes alone.
 

@@ -23,7 +23,7 @@ from .config import WorkflowConfig
 from .engines import BootstrapFits
 from .inputs import ModelingData, prepare_modeling_data, read_blacklist, read_table
 from .outputs import RunDirectory
-from .workflow import WorkflowResult, choose_seed, run_workflow
+from .workflow import WorkflowResult, check_folds, choose_seed, run_workflow
 
 if TYPE_CHECKING:
     from .execution import Executor
@@ -101,11 +101,11 @@ class InputCache:
 
 
 def prepare(config: WorkflowConfig, cache: InputCache) -> ModelingData:
-    """Read (cached) and align the inputs of one TF."""
+    """Read (cached) and align the inputs of one TF; check its stages can be cross-validated."""
     response = cache.table(config.response_file, "response")
     predictors = cache.table(config.predictors_file, "predictors")
     blacklist = cache.blacklist(config.blacklist_file)
-    return prepare_modeling_data(
+    data = prepare_modeling_data(
         response,
         predictors,
         config.perturbed_tf,
@@ -115,6 +115,8 @@ def prepare(config: WorkflowConfig, cache: InputCache) -> ModelingData:
         add_model_variables=config.add_model_variables,
         exclude_interactor_variables=config.exclude_interactor_variables,
     )
+    check_folds(config, data)
+    return data
 
 
 def run_loaded(

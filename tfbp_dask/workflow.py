@@ -20,13 +20,15 @@ import pandas as pd
 from . import stats
 from .config import WorkflowConfig
 from .design import Term, design_matrix, stage1_terms, top_n_rows
-from .engines import BootstrapFits, LassoParams
+from .engines import BootstrapFits, LassoParams, solver_note, solver_of
+from .errors import InputError
 from .inputs import ModelingData
 from .interactors import InteractorResult, evaluate_interactors
 from .resampling import (
     N_FOLDS,
     bootstrap_draws,
     stratification_classes,
+    stratification_problem,
 )
 
 logger = logging.getLogger(__name__)
@@ -90,6 +92,11 @@ class StageResult:
     dropout_rounds : list of DropoutRound
         Only with ``--iterative_dropout`` in stage 1.
     wall_seconds : float
+    solver : str
+        Path solver of the final fits (see ``engines.solver_of``).
+    solver_note : str or None
+        Why that solver's numbers may differ from scikit-learn's by more than
+        rounding in this installation (``engines.solver_note``).
     """
 
     name: str
@@ -103,6 +110,8 @@ class StageResult:
     importance: pd.DataFrame
     dropout_rounds: list[DropoutRound] = field(default_factory=list)
     wall_seconds: float = 0.0
+    solver: str = ""
+    solver_note: str | None = None
 
     @property
     def significant_terms(self) -> list[Term]:
@@ -153,6 +162,34 @@ def choose_seed(random_state: int | None) -> int:
     if random_state is not None:
         return int(random_state)
     return secrets.randbelow(MAX_SEED + 1)
+
+
+def check_folds(config: WorkflowConfig, data: ModelingData) -> None:
+    """Fail before any fit if a stage's rows cannot be split into stratified folds.
+
+    Stage 1 (and stage 4 without ``--stage4_topn``) models every row, the
+    top-N stage (and stage 4 with it) the top-N rows; both row sets are known
+    from the inputs alone.
+
+    Raises
+    ------
+    InputError
+        One line naming the stage, ``--bins`` and the largest bin's count.
+    """
+    ptf = data.perturbed_tf
+    binding = data.predictors[ptf]
+    topn = top_n_rows(binding, config.top_n)
+    stages = [("all-data stage", binding.index, "")]
+    if len(topn) >= N_FOLDS:  # fewer top-N rows end the run normally at stage 2
+        stages.append(("top-N stage", topn, f", --top_n {config.top_n}"))
+    bins = config.options_record()["bins"]
+    for stage, rows, option in stages:
+        classes = stratification_classes(binding.loc[rows].to_numpy(), config.bins)
+        problem = stratification_problem(classes, config.bins)
+        if problem is not None:
+            raise InputError(
+                f"{ptf}: the {stage} ({len(rows)} rows{option}, --bins {bins}): {problem}"
+            )
 
 
 def run_workflow(
@@ -275,9 +312,11 @@ def _bootstrap_stage(
     draws = bootstrap_draws(len(rows), config.n_bootstraps, seed)
     params = LassoParams(max_iter=config.max_iter)
 
+    stopped: list[tuple[str, int]] = []  # (solver, fits cut at --max_iter) of every fit
+
     def fit(current: Sequence[Term], label: str) -> BootstrapFits:
         X = design_matrix(predictors, ptf, current, config.scale_by_std)
-        return fitter.fit_bootstraps(
+        fits = fitter.fit_bootstraps(
             f"{ptf}-{label}",
             config.engine,
             X,
@@ -292,6 +331,8 @@ def _bootstrap_stage(
             on_chunk=lambda part: listener.chunk_done(label, part),
             store=listener.chunk_store(label),
         )
+        stopped.append((solver_of(config.engine, len(current)), int(fits.max_iter_reached.sum())))
+        return fits
 
     current = list(terms)
     rounds: list[DropoutRound] = []
@@ -299,6 +340,11 @@ def _bootstrap_stage(
         current, fits = _iterative_dropout(config, current, fit, rounds)
     else:
         fits = fit(current, name)
+    _warn_max_iter(f"{ptf}: {name} stage", stopped, config.n_bootstraps, config.max_iter)
+    solver = solver_of(config.engine, len(current))
+    note = solver_note(solver)
+    if note is not None:
+        logger.warning("%s: %s stage: %s", ptf, name, note)
     names = [term.name for term in current]
     confidence = stats.confidence_table(fits.coef, names, ci_level)
     importance = stats.feature_importance(fits.coef, names, ci_level)
@@ -314,6 +360,32 @@ def _bootstrap_stage(
         importance=importance,
         dropout_rounds=rounds,
         wall_seconds=time.perf_counter() - started,
+        solver=solver,
+        solver_note=note,
+    )
+
+
+def _warn_max_iter(
+    where: str, stopped: Sequence[tuple[str, int]], n_bootstraps: int, max_iter: int
+) -> None:
+    """One warning for a stage whose fits (over all its rounds) hit ``--max_iter``."""
+    n_stopped = sum(count for _, count in stopped)
+    if n_stopped == 0:
+        return
+    solvers = sorted({solver for solver, count in stopped if count})
+    what = {
+        "sklearn_cd": "coordinate descent stopped at --max_iter sweeps without converging",
+        "gram_cd": "coordinate descent stopped at --max_iter sweeps without converging",
+        "gram_homotopy": "the lasso path was cut short after --max_iter homotopy steps",
+    }
+    logger.warning(
+        "%s: %d of %d bootstrap fits reached --max_iter %d (%s); see max_iter_reached "
+        "in model_statistics",
+        where,
+        n_stopped,
+        n_bootstraps * len(stopped),
+        max_iter,
+        "; ".join(f"{solver}: {what[solver]}" for solver in solvers),
     )
 
 

@@ -48,10 +48,12 @@ _COLLINEAR = 1e-10
 # Alphas within this relative distance are the same alpha (rounding).
 _SAME_ALPHA = 1e-12
 
-# Reassociation lets LLVM vectorise the dot products (the order of a sum is
-# then the compiler's, still deterministic for a given build); no flag that
-# assumes the absence of NaN or infinity.
-_FASTMATH = {"reassoc", "contract"}
+# No fast-math flags: reassociation lets LLVM reorder sums by the vector width
+# of the CPU it compiles for, and contraction fuses multiply-adds where the CPU
+# has FMA, so either would make the bits depend on the worker's CPU. Without
+# them every build rounds each operation in source order (tested against a
+# build for a generic CPU).
+_FASTMATH = False
 
 
 def _compiled(func: Callable[..., Any] | None = None, *, signature: tuple | None = None) -> Any:
@@ -97,7 +99,7 @@ def _homotopy(
     n_stop: int,
     max_steps: int,
     coefs: np.ndarray,
-) -> int:
+) -> tuple[int, bool]:
     """Exact lasso path of (P) evaluated at the first ``n_stop`` grid alphas.
 
     Parameters
@@ -114,15 +116,18 @@ def _homotopy(
     n_stop : int
         Number of leading grid alphas to evaluate (``1 <= n_stop <= n_alphas``).
     max_steps : int
-        Maximum number of homotopy steps (changes of the active set); if
-        reached, the remaining grid points receive the last solution reached.
+        Maximum number of homotopy steps (changes of the active set); when a
+        further change is due, the path stops there and the remaining grid
+        points receive the solution at that alpha.
     coefs : ndarray of shape (n_alphas, p)
         Output; rows ``0 .. n_stop - 1`` are overwritten.
 
     Returns
     -------
-    int
+    steps : int
         Homotopy steps taken (``max_steps`` if the path was cut short).
+    cut_short : bool
+        True if the cap stopped the path before ``alphas[n_stop - 1]``.
     """
     p = Q.shape[0]
     beta = np.zeros(p)
@@ -250,6 +255,15 @@ def _homotopy(
 
         for r in range(n_active):
             beta[active[r]] += t_next * direction[r]
+        if steps >= max_steps:
+            # Another change of the active set would exceed the cap: the
+            # remaining grid alphas get the (exact) solution at this alpha.
+            if event == _EVENT_DROP:
+                beta[active[who]] = 0.0
+            while grid < n_stop:
+                coefs[grid, :] = beta
+                grid += 1
+            return steps, True
         for j in range(p):
             grad[j] -= t_next * slope[j]
         alpha = new_alpha
@@ -272,13 +286,7 @@ def _homotopy(
                 for c in range(r):
                     acc -= chol[r, c] * z[c]
                 z[r] = acc / chol[r, r]
-
-        if steps >= max_steps:
-            while grid < n_stop:
-                coefs[grid, :] = beta
-                grid += 1
-            break
-    return steps
+    return steps, False
 
 
 @_compiled
@@ -386,7 +394,9 @@ def _coordinate_descent(
     final refit of ``LassoCV``) for any ``gap <= tol``.
 
     ``w`` (start, then solution) and ``Qw`` (equal to ``Q @ w`` on entry) are
-    updated in place. Returns the number of sweeps.
+    updated in place. Returns the number of sweeps and whether the gap test
+    passed (False: ``max_iter`` sweeps without converging, where scikit-learn
+    warns).
     """
     p = w.shape[0]
     tol_gap = tol * yy
@@ -404,11 +414,12 @@ def _coordinate_descent(
 
     gap, dual_norm = _duality_gap(w, alpha, Qw, q, yy, XtA)
     if gap <= tol_gap and (accept_negative_gap or gap >= 0.0):
-        return 0
+        return 0, True
     n_active = _screen(Q, w, Qw, XtA, alpha, gap, dual_norm, excluded, active)
 
     state = seed
     n_iter = 0
+    converged = False
     for n_iter in range(max_iter):
         w_max = 0.0
         d_w_max = 0.0
@@ -443,9 +454,10 @@ def _coordinate_descent(
         if w_max == 0.0 or d_w_max / w_max <= tol or n_iter == max_iter - 1:
             gap, dual_norm = _duality_gap(w, alpha, Qw, q, yy, XtA)
             if gap <= tol_gap:
+                converged = True
                 break
             n_active = _screen(Q, w, Qw, XtA, alpha, gap, dual_norm, excluded, active)
-    return n_iter + 1
+    return n_iter + 1, converged
 
 
 @_compiled
@@ -459,19 +471,24 @@ def _cd_path(
     max_iter: int,
     random: bool,
     seeds: np.ndarray,
+    rows_variant: bool,
     coefs: np.ndarray,
-) -> None:
+) -> bool:
     """Coordinate-descent lasso path of (P) over the whole grid, warm-started.
 
-    As scikit-learn's ``enet_path`` with a precomputed Gram: every alpha
-    starts from the previous alpha's solution, the first from zero, and
-    ``Q @ w`` is recomputed at the start of every alpha. ``seeds[a]`` seeds
-    the random order at ``alphas[a]``. ``coefs`` (n_alphas, p) receives the
-    solutions.
+    As scikit-learn's ``enet_path``: every alpha starts from the previous
+    alpha's solution, the first from zero, and ``Q @ w`` is recomputed at the
+    start of every alpha. ``seeds[a]`` seeds the random order at
+    ``alphas[a]``. ``rows_variant`` replays the solver scikit-learn uses when
+    the training fold has no more rows than terms (coordinate descent on the
+    rows instead of the Gram; it differs in the test before the first sweep).
+    ``coefs`` (n_alphas, p) receives the solutions. Returns whether every
+    alpha converged.
     """
     p = Q.shape[0]
     w = np.zeros(p)
     Qw = np.zeros(p)
+    converged = True
     for a in range(alphas.shape[0]):
         Qw[:] = 0.0
         for j in range(p):
@@ -480,10 +497,12 @@ def _cd_path(
                 Qrow = Q[j]
                 for m in range(p):
                     Qw[m] += wj * Qrow[m]
-        _coordinate_descent(
-            Q, q, yy, usable, alphas[a], tol, max_iter, False, random, seeds[a], w, Qw
+        _, done = _coordinate_descent(
+            Q, q, yy, usable, alphas[a], tol, max_iter, rows_variant, random, seeds[a], w, Qw
         )
+        converged = converged and done
         coefs[a] = w
+    return converged
 
 
 @_compiled(signature=(_MATRIX, _INDEX, _I8, _I8))
@@ -627,10 +646,12 @@ def _solve_block(
     tol: float,
     solver: int,
     seeds: np.ndarray,
+    rows_variant: np.ndarray,
     coef: np.ndarray,
     best: np.ndarray,
     cv_mse: np.ndarray,
     n_iter: np.ndarray,
+    capped: np.ndarray,
     r2: np.ndarray,
     xbar: np.ndarray,
     ybar: np.ndarray,
@@ -654,6 +675,10 @@ def _solve_block(
         Per bootstrap, the seed of the random coordinate order at each grid
         alpha of a fold path; the refit uses ``seeds[b, 0]``
         (``SOLVER_CD_RANDOM`` only).
+    rows_variant : ndarray of shape (k, n_folds) of bool
+        Per bootstrap and fold, whether scikit-learn fits that fold's path by
+        coordinate descent on the rows (training rows, zero weights included,
+        at most ``p``) rather than on the Gram (``SOLVER_CD*`` only).
     coef : ndarray of shape (k, p)
         Output: refit coefficients at the chosen alpha.
     best : ndarray of shape (k,) of int
@@ -661,7 +686,12 @@ def _solve_block(
     cv_mse : ndarray of shape (k,)
         Output: mean over folds of the weighted test MSE at the chosen alpha.
     n_iter : ndarray of shape (k,) of int
-        Output: homotopy steps of the refit path down to the chosen alpha.
+        Output: homotopy steps of the refit path down to the chosen alpha
+        (``SOLVER_HOMOTOPY``), or coordinate-descent sweeps of the refit.
+    capped : ndarray of shape (k,) of bool
+        Output: ``max_steps`` stopped a path of the bootstrap (a fold path or
+        the refit) early: a homotopy path cut short, or coordinate descent
+        that did not converge at some alpha.
     r2 : ndarray of shape (k,)
         Output: weighted in-sample R^2 of the refit.
     xbar : ndarray of shape (k, p)
@@ -675,6 +705,7 @@ def _solve_block(
     coefs = np.empty((n_alphas, p))
     random = solver == SOLVER_CD_RANDOM
     for b in range(k):
+        stopped = False
         total = H[b, 0].copy()
         for f in range(1, n_folds):
             total += H[b, f]
@@ -691,9 +722,23 @@ def _solve_block(
                 continue  # a fold without test (or training) weight has no MSE
             Q, q, yy, xb, yb, _, usable = _centred_problem(total - test, scale)
             if solver != SOLVER_HOMOTOPY:
-                _cd_path(Q, q, yy, usable, alphas, tol, max_steps, random, seeds[b], coefs)
+                done = _cd_path(
+                    Q,
+                    q,
+                    yy,
+                    usable,
+                    alphas,
+                    tol,
+                    max_steps,
+                    random,
+                    seeds[b],
+                    rows_variant[b, f],
+                    coefs,
+                )
+                stopped = stopped or not done
             else:
-                _homotopy(Q, q, usable, alphas, n_alphas, max_steps, coefs)
+                _, cut_short = _homotopy(Q, q, usable, alphas, n_alphas, max_steps, coefs)
+                stopped = stopped or cut_short
             mse_sum += _test_mse(coefs, test, xb, yb)
             n_used += 1
 
@@ -708,7 +753,7 @@ def _solve_block(
         Q, q, yy, xb, yb, _, usable = _centred_problem(total, scale)
         if solver != SOLVER_HOMOTOPY:
             beta = np.zeros(p)
-            n_iter[b] = _coordinate_descent(
+            n_iter[b], done = _coordinate_descent(
                 Q,
                 q,
                 yy,
@@ -722,9 +767,12 @@ def _solve_block(
                 beta,
                 np.zeros(p),
             )
+            stopped = stopped or not done
         else:
-            n_iter[b] = _homotopy(Q, q, usable, alphas, i_best + 1, max_steps, coefs)
+            n_iter[b], cut_short = _homotopy(Q, q, usable, alphas, i_best + 1, max_steps, coefs)
+            stopped = stopped or cut_short
             beta = coefs[i_best]
+        capped[b] = stopped
         coef[b] = beta
         xbar[b] = xb
         ybar[b] = yb
@@ -743,6 +791,63 @@ def _solve_block(
             r2[b] = 1.0
         else:
             r2[b] = 1.0 - max(rss, 0.0) / yy
+
+
+@_compiled
+def _gram(part: np.ndarray, out: np.ndarray) -> None:
+    """``out = part.T @ part``, summed in an order that no CPU changes.
+
+    BLAS picks its kernel (vector width, fused multiply-add, blocking) by CPU,
+    so its Gram differs in the last bits between CPU generations. Here every
+    entry is accumulated over blocks of four rows in row order, each block as
+    ``((a0 b0 + a1 b1) + (a2 b2 + a3 b3))``: vectorised across the columns of
+    ``out``, never across rows, so every build rounds the same operations.
+
+    Parameters
+    ----------
+    part : ndarray of shape (n, m)
+    out : ndarray of shape (m, m)
+        Overwritten (symmetric).
+    """
+    n, m = part.shape
+    out[:, :] = 0.0
+    r = 0
+    while r + 4 <= n:
+        a0 = part[r]
+        a1 = part[r + 1]
+        a2 = part[r + 2]
+        a3 = part[r + 3]
+        j = 0
+        while j < m:
+            # Two rows of ``out`` at once share the loads of the four data rows.
+            x0, x1, x2, x3 = a0[j], a1[j], a2[j], a3[j]
+            row = out[j]
+            row[j] += (x0 * x0 + x1 * x1) + (x2 * x2 + x3 * x3)
+            if j + 1 == m:
+                break
+            y0, y1, y2, y3 = a0[j + 1], a1[j + 1], a2[j + 1], a3[j + 1]
+            # Slices indexed from 0: LLVM then vectorises the loop (with
+            # ``range(j + 1, m)`` it kept the index checks and stayed scalar).
+            s = j + 1
+            tail, tail_next = out[j, s:], out[s, s:]
+            b0s, b1s, b2s, b3s = a0[s:], a1[s:], a2[s:], a3[s:]
+            for k in range(m - s):
+                b0, b1, b2, b3 = b0s[k], b1s[k], b2s[k], b3s[k]
+                tail[k] += (x0 * b0 + x1 * b1) + (x2 * b2 + x3 * b3)
+                tail_next[k] += (y0 * b0 + y1 * b1) + (y2 * b2 + y3 * b3)
+            j += 2
+        r += 4
+    while r < n:
+        a0 = part[r]
+        for j in range(m):
+            x0 = a0[j]
+            row = out[j]
+            for k in range(j, m):
+                row[k] += x0 * a0[k]
+        r += 1
+    for j in range(m):
+        for k in range(j):
+            out[j, k] = out[k, j]
 
 
 @_compiled

@@ -14,7 +14,9 @@ class LassoParams:
     Attributes
     ----------
     max_iter : int
-        Coordinate-descent iteration limit (``--max_iter``).
+        ``--max_iter``: the cap of every path of a fit. For coordinate descent
+        (the ``sklearn`` engine, ``gram``'s ``cd``) sweeps per grid alpha; for
+        ``gram``'s ``homotopy`` steps (changes of the active set) per path.
     tol : float
         Convergence tolerance of the coordinate descent.
     eps : float
@@ -47,6 +49,10 @@ class BootstrapFits:
         Iterations of the final refit.
     r2 : ndarray of shape (k,)
         Weighted in-sample R² of the refit, weights = the bootstrap weights.
+    max_iter_reached : ndarray of shape (k,) of bool
+        ``max_iter`` stopped some path of the fit (a fold path or the refit)
+        early: coordinate descent that did not converge at an alpha, or a
+        homotopy path cut short.
     """
 
     bootstrap: np.ndarray
@@ -56,6 +62,7 @@ class BootstrapFits:
     cv_mse: np.ndarray
     n_iter: np.ndarray
     r2: np.ndarray
+    max_iter_reached: np.ndarray
 
     @classmethod
     def concatenate(cls, parts: list[BootstrapFits]) -> BootstrapFits:
@@ -72,4 +79,13 @@ class BootstrapFits:
         return np.count_nonzero(self.coef, axis=1)
 
 
-_FIELDS = ("bootstrap", "coef", "intercept", "alpha", "cv_mse", "n_iter", "r2")
+_FIELDS = (
+    "bootstrap",
+    "coef",
+    "intercept",
+    "alpha",
+    "cv_mse",
+    "n_iter",
+    "r2",
+    "max_iter_reached",
+)

@@ -30,11 +30,15 @@ How it differs in method:
       from the same generator seeded as ``LassoCV(selection="random",
       random_state=bootstrap)`` seeds it, gap-safe screening, the same
       duality-gap stopping rule at ``params.tol`` and ``params.max_iter``,
-      warm starts along the grid, the refit from zero. Results equal the
+      warm starts along the grid, the refit from zero; a fold whose training
+      rows (zero weights included) are no more than the terms is replayed as
+      scikit-learn's solver on rows, which it uses then. Results equal the
       ``sklearn`` engine's to rounding (about 1e-15 relative), including the
-      chosen alpha and ``n_iter``. On few terms the CV curve is flat near its
-      minimum, and the tolerance of coordinate descent alone can move the
-      argmin by a grid point or two; replaying it keeps those picks.
+      chosen alpha and ``n_iter``, for scikit-learn ``CD_REPLAY_SKLEARN``.x
+      (``engines.solver_note`` says so at run time for other releases). On
+      few terms the CV curve is flat near its minimum, and the tolerance of
+      coordinate descent alone can move the argmin by a grid point or two;
+      replaying it keeps those picks.
   ``homotopy`` (wider designs)
       the exact piecewise-linear lasso path (LARS-lasso homotopy), two to four
       times cheaper than coordinate descent there. Coefficients are exact up
@@ -60,6 +64,9 @@ of the exact prediction.
 
 from __future__ import annotations
 
+import decimal
+import functools
+
 import numpy as np
 
 from ._gram_kernels import (
@@ -67,6 +74,7 @@ from ._gram_kernels import (
     SOLVER_CD_RANDOM,
     SOLVER_HOMOTOPY,
     _gather_scaled,
+    _gram,
     _solve_block,
 )
 from ._types import BootstrapFits, LassoParams
@@ -136,9 +144,10 @@ def fit_bootstraps(
     alpha = np.empty(k)
     cv_mse = np.empty(k)
     n_iter = np.empty(k, dtype=np.int64)
+    capped = np.empty(k, dtype=bool)
     r2 = np.empty(k)
     if k == 0:
-        return BootstrapFits(bootstrap, coef, intercept, alpha, cv_mse, n_iter, r2)
+        return BootstrapFits(bootstrap, coef, intercept, alpha, cv_mse, n_iter, r2, capped)
 
     # Shift columns by their unweighted means: every bootstrap's weighted
     # means are then within O(sd / sqrt(n)) of zero, so Grams formed by
@@ -167,10 +176,12 @@ def fit_bootstraps(
             float(params.tol),
             code,
             _cd_seeds(bootstrap[rows], params.n_alphas, code),
+            _rows_variant(test_folds[rows], n_folds, n_terms),
             coef[rows],
             best,
             cv_mse[rows],
             n_iter[rows],
+            capped[rows],
             r2[rows],
             xbar,
             ybar,
@@ -186,6 +197,7 @@ def fit_bootstraps(
         cv_mse=cv_mse,
         n_iter=n_iter,
         r2=r2,
+        max_iter_reached=capped,
     )
 
 
@@ -235,8 +247,7 @@ def _fold_statistics(
         for f in range(n_folds):
             part = scaled[end : end + counts[f]]
             end += counts[f]
-            # A.T @ A on the same buffer is a symmetric rank-k update (syrk).
-            np.matmul(part.T, part, out=stats[b, f])
+            _gram(part, stats[b, f])  # not BLAS: the same bits on every CPU
     return stats
 
 
@@ -264,12 +275,32 @@ def _alpha_grids(totals: np.ndarray, params: LassoParams) -> np.ndarray:
     alpha_max = np.abs(xy).max(axis=1) if p > 0 else np.zeros(len(weight))
     resolution = np.finfo(np.float64).resolution
     regular = alpha_max > resolution
-    # Vectorised geomspace gives bit-for-bit the per-bootstrap scalar result.
     start = np.where(regular, alpha_max, 1.0)
-    grids = np.geomspace(start, start * params.eps, num=params.n_alphas, axis=1)
+    grids = start[:, None] * _grid_ratios(params.eps, params.n_alphas)
     grids[~regular] = resolution
     # geomspace along axis 1 is Fortran-ordered unless k == 1: one layout, one compiled kernel.
     return np.ascontiguousarray(grids)
+
+
+@functools.lru_cache(maxsize=8)
+def _grid_ratios(eps: float, n_alphas: int) -> np.ndarray:
+    """``eps ** (i / (n_alphas - 1))`` for i = 0 .. n_alphas - 1, correctly rounded.
+
+    scikit-learn's grid is ``np.geomspace(alpha_max, eps * alpha_max, n)``,
+    whose ``log10`` and ``power`` numpy evaluates with CPU-specific vector code
+    (AVX-512 and AVX2 machines differ in the last bit). Decimal arithmetic at 40
+    digits gives every machine the same ratios; the grid (within an ulp or two
+    of scikit-learn's, with the same first and last points) is then one
+    multiplication each.
+    """
+    if n_alphas == 1:
+        return np.ones(1)
+    with decimal.localcontext() as context:
+        context.prec = 40
+        log_eps = decimal.Decimal(eps).ln()
+        ratios = [float((log_eps * i / (n_alphas - 1)).exp()) for i in range(n_alphas)]
+    ratios[0], ratios[-1] = 1.0, eps
+    return np.array(ratios)
 
 
 def _cd_seeds(bootstrap: np.ndarray, n_alphas: int, code: int) -> np.ndarray:
@@ -288,11 +319,30 @@ def _cd_seeds(bootstrap: np.ndarray, n_alphas: int, code: int) -> np.ndarray:
     return seeds
 
 
+def solver_name(n_terms: int, solver: str = "auto") -> str:
+    """The path solver ``fit_bootstraps`` runs on a design of ``n_terms`` terms.
+
+    ``"auto"`` is ``"cd"`` for at most ``CD_MAX_TERMS`` terms, else ``"homotopy"``.
+    """
+    if solver == "auto":
+        return "cd" if n_terms <= CD_MAX_TERMS else "homotopy"
+    return solver
+
+
+def _rows_variant(test_folds: np.ndarray, n_folds: int, n_terms: int) -> np.ndarray:
+    """Per bootstrap and fold: does scikit-learn solve that fold on rows, not on the Gram?
+
+    ``LassoCV`` precomputes the Gram of a fold's training rows (``precompute=
+    "auto"``) only if they outnumber the terms; rows of zero weight count.
+    """
+    sizes = np.stack([np.count_nonzero(test_folds == f, axis=1) for f in range(n_folds)], axis=1)
+    return (test_folds.shape[1] - sizes) <= n_terms
+
+
 def _solver_code(solver: str, n_terms: int) -> int:
     """Kernel code of a solver name (``"cd_cyclic"``: cyclic order, for tests)."""
     codes = {"cd": SOLVER_CD_RANDOM, "cd_cyclic": SOLVER_CD, "homotopy": SOLVER_HOMOTOPY}
-    if solver == "auto":
-        return SOLVER_CD_RANDOM if n_terms <= CD_MAX_TERMS else SOLVER_HOMOTOPY
-    if solver not in codes:
+    name = solver_name(n_terms, solver)
+    if name not in codes:
         raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(SOLVERS)}")
-    return codes[solver]
+    return codes[name]

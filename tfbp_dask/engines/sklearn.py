@@ -29,12 +29,21 @@ def folds_from_labels(test_fold: np.ndarray) -> list[tuple[np.ndarray, np.ndarra
 def fit_one(
     X: np.ndarray,
     y: np.ndarray,
-    sample_weight: np.ndarray,
+    sample_weight: np.ndarray | None,
     test_fold: np.ndarray,
     random_state: int,
     params: LassoParams,
-) -> LassoCV:
-    """Fit the reference ``LassoCV`` of one bootstrap and return the estimator."""
+) -> tuple[LassoCV, bool]:
+    """Fit the reference ``LassoCV`` of one bootstrap.
+
+    Returns
+    -------
+    model : LassoCV
+    converged : bool
+        False if coordinate descent stopped at ``params.max_iter`` sweeps
+        without converging at some alpha of a fold path or of the refit
+        (scikit-learn's ``ConvergenceWarning``, recorded here instead).
+    """
     model = LassoCV(
         fit_intercept=True,
         selection="random",
@@ -46,11 +55,18 @@ def fit_one(
         cv=folds_from_labels(test_fold),
         n_jobs=1,
     )
-    with warnings.catch_warnings():
-        # Non-convergence is reported through n_iter == max_iter, per bootstrap.
-        warnings.simplefilter("ignore", ConvergenceWarning)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
         model.fit(X, y, sample_weight=sample_weight)
-    return model
+    converged = True
+    for warning in caught:
+        if issubclass(warning.category, ConvergenceWarning):
+            converged = False
+        else:  # anything else is not ours to swallow
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
+    return model, converged
 
 
 def fit_bootstraps(
@@ -82,8 +98,10 @@ def fit_bootstraps(
     cv_mse = np.empty(k)
     n_iter = np.empty(k, dtype=np.int64)
     r2 = np.empty(k)
+    capped = np.empty(k, dtype=bool)
     for i, b in enumerate(bootstrap):
-        model = fit_one(X, y, weights[i], test_folds[i], int(b), params)
+        model, converged = fit_one(X, y, weights[i], test_folds[i], int(b), params)
+        capped[i] = not converged
         coef[i] = model.coef_
         intercept[i] = model.intercept_
         alpha[i] = model.alpha_
@@ -98,4 +116,5 @@ def fit_bootstraps(
         cv_mse=cv_mse,
         n_iter=n_iter,
         r2=r2,
+        max_iter_reached=capped,
     )

@@ -193,6 +193,27 @@ def remote_cluster(tmp_path_factory: pytest.TempPathFactory):
     cluster.stop()
 
 
+class ClusterStub:
+    """Stands in for what ``api._connect`` returns (a cluster starting in the background):
+    nothing starts, and ``result()``, where a run would first use the cluster (its inputs
+    read and checked), calls ``on_use``."""
+
+    def __init__(self, on_use) -> None:
+        self._on_use = on_use
+
+    def result(self):
+        return self._on_use()
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        pass
+
+
 def load_deploy_script(name: str):
     """A script of ``deploy/`` (e.g. ``make_certs.py``, ``slurm/run_batch.py``) as a module."""
     path = Path(__file__).resolve().parents[1] / "deploy" / name

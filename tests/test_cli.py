@@ -8,11 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
+from unittest import mock
 
 import pandas as pd
 import pytest
 from bad_input_cases import CASES, PERTURBED_TF, valid_files
-from conftest import png_size
+from conftest import ClusterStub, png_size
 
 from tfbp_dask import WorkflowConfig
 from tfbp_dask.cli import main
@@ -197,8 +198,17 @@ def _as_argv(kwargs: dict) -> list[str]:
     return argv
 
 
+def _must_not_run():
+    pytest.fail("bad input got as far as using the cluster")
+
+
 def _expect_exit_2(argv: list[str], capsys, output_dir: Path) -> str:
-    with pytest.raises(SystemExit) as stop:
+    import tfbp_dask.api
+
+    with (
+        mock.patch.object(tfbp_dask.api, "_connect", lambda *args: ClusterStub(_must_not_run)),
+        pytest.raises(SystemExit) as stop,
+    ):
         main(argv + ["--output_dir", str(output_dir)])
     assert stop.value.code == 2
     err = capsys.readouterr().err.strip()
@@ -285,6 +295,8 @@ def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
         "tf03",
         "--output_dir",
         str(tmp_path / "out"),
+        "--n_cpus",
+        "1",
     )
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

@@ -20,6 +20,7 @@ that both engines find the same significant terms at the default CI levels.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -501,6 +502,45 @@ def test_cd_sweep_cap_matches_sklearn() -> None:
     np.testing.assert_array_equal(fits.max_iter_reached, ref.max_iter_reached)
     np.testing.assert_allclose(fits.alpha, ref.alpha, rtol=1e-12)
     np.testing.assert_allclose(fits.coef, ref.coef, rtol=0, atol=1e-10 * np.abs(ref.coef).max())
+
+
+_SPECIALISATIONS = """
+import json
+import numpy as np
+from tfbp_dask import resampling
+from tfbp_dask.engines import LassoParams, _gram_kernels, gram
+
+kernels = {
+    name: kernel
+    for name, kernel in vars(_gram_kernels).items()
+    if hasattr(kernel, "signatures") and hasattr(kernel, "py_func")
+}
+gram.warm_up()
+after_warm_up = {name: len(kernel.signatures) for name, kernel in kernels.items()}
+rng = np.random.default_rng(3)
+for n_terms, k in [(3, 1), (3, 6), (60, 1), (60, 4)]:
+    X = rng.gamma(0.6, 1.5, size=(300, n_terms))
+    y = X[:, 0] + rng.standard_normal(300)
+    boot = np.arange(k)
+    weights = np.stack([np.bincount(rng.integers(0, 300, 300), minlength=300)] * k)
+    folds = resampling.bootstrap_test_folds(rng.integers(1, 4, size=300), boot)
+    gram.fit_bootstraps(X, y, boot, weights.astype(float), folds, LassoParams())
+after_fits = {name: len(kernel.signatures) for name, kernel in kernels.items()}
+print(json.dumps([after_warm_up, after_fits]))
+"""
+
+
+def test_warm_up_leaves_one_compiled_kernel_per_function_whatever_the_fits():
+    """In a fresh process, ``warm_up`` then fits of blocks of one bootstrap or many, with both
+    solvers: every kernel has at most one specialisation (a second would cost seconds of
+    compilation on a fresh install), and the fits compile nothing ``warm_up`` did not."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SPECIALISATIONS], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    after_warm_up, after_fits = json.loads(done.stdout)
+    assert after_fits == after_warm_up
+    assert max(after_fits.values()) == 1, after_fits
 
 
 # --------------------------------------------------------------------------- parity at yeast widths

@@ -9,8 +9,8 @@ that load are the numbers their cells spell.
 
 Through the command line a bad case exits with status 2, exactly one line on stderr and no
 output directory. The cluster is never started: ``tfbp_dask.api._connect`` is replaced by a
-stub that stops a valid run where it would start one, so valid option values can be fuzzed
-too.
+stub that stops a valid run where it would first use the cluster, so valid option values can
+be fuzzed too.
 
 The number of cases tried is counted per test, must reach what its settings ask for, and is
 printed in the terminal summary.
@@ -33,7 +33,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import FUZZ_SETTINGS, fuzz_examples
+from conftest import FUZZ_SETTINGS, ClusterStub, fuzz_examples
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
@@ -1126,8 +1126,12 @@ class _ClusterWouldStart(BaseException):
     that the command line does not turn it into exit status 1)."""
 
 
-def _refuse_cluster(*args, **kwargs):
+def _cluster_would_start():
     raise _ClusterWouldStart
+
+
+def _refuse_cluster(*args, **kwargs):
+    return ClusterStub(_cluster_would_start)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from tfbp_dask.resampling import (
     bootstrap_test_folds,
     cv_fold_labels,
     draws_to_weights,
+    rank,
     stratification_classes,
     stratification_problem,
 )
@@ -92,6 +93,34 @@ def test_fold_labels_match_stratified_kfold_on_random_layouts(layout):
 def test_no_class_large_enough_is_refused():
     with pytest.raises(ValueError, match="at least 4 rows"):
         cv_fold_labels(np.array([1, 1, 2, 2, 3]), 0)
+
+
+@pytest.mark.parametrize("ties", ["min", "average"])
+def test_rank_equals_scipy_rankdata(ties):
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(5)
+    cases = [
+        np.array([]),
+        np.array([2.5]),
+        np.array([3.0, 1.0, 1.0, 2.0, 3.0, 3.0, -0.0, 0.0]),
+        rng.integers(0, 7, size=500).astype(float),  # many ties
+        rng.standard_normal(300),  # none
+        -rng.gamma(0.6, 1.5, size=1000).round(2),  # binding-like
+        np.array([np.inf, -np.inf, 1.0, np.inf]),
+    ]
+    for values in cases:
+        ours = rank(values, ties=ties)
+        expected = rankdata(values, method=ties)
+        assert ours.dtype == expected.dtype
+        np.testing.assert_array_equal(ours, expected)
+
+
+def test_rank_refuses_nan_and_unknown_ties():
+    with pytest.raises(ValueError, match="NaN"):
+        rank(np.array([1.0, np.nan]))
+    with pytest.raises(ValueError, match="ties"):
+        rank(np.array([1.0]), ties="dense")
 
 
 @pytest.mark.parametrize("layout", range(40))

@@ -3,12 +3,34 @@
 Public API: ``WorkflowConfig``, ``run(config, client=None)`` and the result
 objects. Driver scripts that start a local cluster need the
 ``if __name__ == "__main__":`` guard.
+
+The names are imported when first used (PEP 562), so that ``import
+tfbp_dask`` -- and the command line's help and option errors -- do not pay
+for pandas, scikit-learn or Dask.
 """
 
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .api import BatchEntry, RunOutcome, resume, run, run_many
-from .config import WorkflowConfig
-from .workflow import StageResult, WorkflowResult
+
+if TYPE_CHECKING:
+    from .api import BatchEntry, RunOutcome, resume, run, run_many
+    from .config import WorkflowConfig
+    from .workflow import StageResult, WorkflowResult
+
+_EXPORTS = {
+    "BatchEntry": "api",
+    "RunOutcome": "api",
+    "resume": "api",
+    "run": "api",
+    "run_many": "api",
+    "WorkflowConfig": "config",
+    "StageResult": "workflow",
+    "WorkflowResult": "workflow",
+}
 
 __all__ = [
     "BatchEntry",
@@ -21,3 +43,16 @@ __all__ = [
     "run",
     "run_many",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,9 +1,10 @@
 """The public entries: ``run`` for one TF, ``run_many`` for a batch on one
 cluster, ``resume`` for an interrupted run.
 
-Order matters: options and inputs are validated before anything is created,
-so bad input leaves nothing behind; only then is the cluster joined or
-started (``_connect``). What happens next lives in its own room:
+Order matters: options are validated and the input files looked for first;
+then the cluster is joined or started in the background (``_connect``) while
+the inputs are read and checked, and bad input stops it before anything is
+created, so it leaves nothing behind. What happens next lives in its own room:
 ``runner.py`` (one TF, from prepared inputs to its finished run directory),
 ``batch.py`` (many TFs at once, one row each) and ``provenance.py`` (the
 manifest, ``data_summary.json``, resume checks and the run log).
@@ -20,7 +21,7 @@ from .batch import BatchEntry, BatchHook, run_batch, write_batch_table
 from .batch_report import write_interactions
 from .config import WorkflowConfig
 from .errors import InputError
-from .execution import Executor, client_security
+from .execution import Executor, PendingExecutor, client_security
 from .outputs import read_manifest, timestamp_now
 from .runner import InputCache, ProgressHook, RunOutcome, prepare, run_loaded
 
@@ -65,12 +66,13 @@ def run(
     Raises
     ------
     OptionError, InputError
-        Before anything is created or started.
+        Before anything is created; what was started (the cluster starts while
+        the inputs are read) is stopped.
     """
-    config.validate()
-    data = prepare(config, InputCache())
-    with _connect(config, client, security) as executor:
-        return run_loaded(config, data, executor, progress)
+    config.validate().check_files()
+    with _connect(config, client, security) as cluster:  # starts while the inputs are read
+        data = prepare(config, InputCache())
+        return run_loaded(config, data, cluster.result(), progress)
 
 
 def run_many(
@@ -121,16 +123,21 @@ def run_many(
     if not configs:
         raise ValueError("run_many needs at least one config")
     for config in configs:
-        config.validate()
-    cache = InputCache()
-    for config in configs:  # a bad file fails the whole batch, before anything starts
-        cache.table(config.response_file, "response")
-        cache.table(config.predictors_file, "predictors")
-        cache.blacklist(config.blacklist_file)
-    _check_one_runs(configs, cache)
+        config.validate().check_files()
     first = configs[0]
+    cluster = _connect(first, client, security)  # starts while the inputs are read
+    try:
+        cache = InputCache()
+        for config in configs:  # a bad file fails the whole batch, before anything is written
+            cache.table(config.response_file, "response")
+            cache.table(config.predictors_file, "predictors")
+            cache.blacklist(config.blacklist_file)
+        _check_one_runs(configs, cache)
+    except BaseException:
+        cluster.close()  # what was started stops
+        raise
     started = timestamp_now()
-    with _connect(first, client, security) as executor:
+    with cluster, cluster.result() as executor:
         limit = max_concurrent_tfs or max(2, 2 * executor.n_workers)
         entries = run_batch(configs, cache, executor, progress, tfs_progress, limit, resume_batch)
     write_batch_table(first.output_dir, started, entries)
@@ -158,12 +165,12 @@ def resume(
         ``partial_dir`` is not an interrupted run, or its inputs' sha256 or an
         option that changes numbers differs from ``config``.
     """
-    config.validate()
+    config.validate().check_files()
     partial_dir = Path(partial_dir)
     provenance.check_resumable(partial_dir, config)
-    data = prepare(config, InputCache())
-    with _connect(config, client, security) as executor:
-        return run_loaded(config, data, executor, progress, resume_from=partial_dir)
+    with _connect(config, client, security) as cluster:  # starts while the inputs are read
+        data = prepare(config, InputCache())
+        return run_loaded(config, data, cluster.result(), progress, resume_from=partial_dir)
 
 
 def available_tfs(response_file: Path, predictors_file: Path) -> list[str]:
@@ -199,19 +206,24 @@ def _check_one_runs(configs: Sequence[WorkflowConfig], cache: InputCache) -> Non
         else:
             return
     assert first_error is not None
-    raise first_error  # nothing can run: bad input, before any cluster starts
+    raise first_error  # nothing can run: bad input, before anything is written
 
 
 def _connect(
     config: WorkflowConfig, client: Client | None, security: Security | None = None
-) -> Executor:
-    """The cluster of a run: the caller's client, the config's scheduler, or a local one."""
+) -> PendingExecutor:
+    """The cluster of a run: the caller's client, the config's scheduler, or a local one.
+
+    Connected in the background (``PendingExecutor``); once connected, the
+    workers load the config's engine.
+    """
     if security is None and config.scheduler_address is not None:
         security = client_security(config.tls_ca_file, config.tls_cert, config.tls_key)
-    return Executor.connect(
+    return Executor.start(
         config.n_cpus,
         config.scheduler_address,
         client,
         connect_timeout=config.connect_timeout,
         security=security,
+        warm=config.engine,
     )

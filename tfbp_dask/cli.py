@@ -18,6 +18,7 @@ from typing import Annotated
 import typer
 from typer.exceptions import TyperException
 
+from ._version import __version__
 from .config import DEFAULTS, OptionError, WorkflowConfig, format_bins, parse_bins, parse_names
 from .errors import ClusterUnavailable, InputError
 
@@ -49,8 +50,24 @@ OUTPUT = "Output Control"
 SYSTEM = "System Options"
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"tfbp-dask {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _main_group() -> None:
+def _main_group(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            help="Print the version and exit.",
+            callback=_show_version,
+            is_eager=True,
+        ),
+    ] = False,
+) -> None:
     """tfbp_dask: TF binding vs perturbation response modelling on Dask."""
 
 
@@ -361,12 +378,8 @@ def linear_perturbation_binding_modeling(
 ) -> None:
     """Run the four-stage bootstrap LassoCV workflow for one perturbed TF (or a batch)."""
     _configure_console_logging(log_level)
-    from .api import available_tfs, interrupted_tf, run, run_many
-    from .api import resume as resume_run
-    from .progress import ProgressDisplay
-
     if resume is not None and perturbed_tf is None and perturbed_tfs_file is None:
-        perturbed_tf = interrupted_tf(resume)
+        perturbed_tf = _interrupted_tf(resume)
     tfs = _perturbed_tfs(perturbed_tf, perturbed_tfs_file)
     config = WorkflowConfig(
         response_file=response_file,
@@ -404,6 +417,12 @@ def linear_perturbation_binding_modeling(
         tls_cert=tls_cert,
         tls_key=tls_key,
     ).validate()
+    config.check_files()
+    # Only now the heavy part: pandas, Dask, the engines.
+    from .api import available_tfs, run, run_many
+    from .api import resume as resume_run
+    from .progress import ProgressDisplay
+
     if tfs == [ALL_TFS]:
         tfs = available_tfs(response_file, predictors_file)
         if not tfs:
@@ -441,6 +460,13 @@ def linear_perturbation_binding_modeling(
 
 
 ALL_TFS = "all"
+
+
+def _interrupted_tf(partial_dir: Path) -> str:
+    """The perturbed TF of the interrupted run ``--resume`` names (read from its manifest)."""
+    from .api import interrupted_tf
+
+    return interrupted_tf(partial_dir)
 
 
 def _perturbed_tfs(perturbed_tf: str | None, tfs_file: Path | None) -> list[str]:
@@ -521,4 +547,8 @@ def main(argv: list[str] | None = None) -> None:
 def _fail(message: str, status: int) -> None:
     message = " ".join(message.split())  # one line, whatever the exception's text held
     print(f"tfbp-dask: error: {message}", file=sys.stderr)
+    if _console_handler is not None:
+        # A cluster still starting in the background is stopped before the process
+        # ends; what it logs meanwhile must not follow the error line.
+        _console_handler.setLevel(logging.CRITICAL + 1)
     sys.exit(status)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .engines import ENGINES
+from .errors import check_input_file
 
 DEFAULT_BINS = (0.0, 8.0, 12.0, math.inf)
 DEFAULT_OUTPUT_DIR = Path("./linear_perturbation_binding_modeling_results")
@@ -144,6 +145,18 @@ class WorkflowConfig:
             raise OptionError(
                 f"--random_state must be between 0 and {2**32 - 11}, got {self.random_state}"
             )
+        return self
+
+    def check_files(self) -> WorkflowConfig:
+        """Check that the input files exist and are not directories (nothing is read).
+
+        Cheap, so that a mistyped path is refused before anything heavy is
+        imported or started; reading the files checks the rest.
+        """
+        check_input_file(self.response_file, "response")
+        check_input_file(self.predictors_file, "predictors")
+        if self.blacklist_file is not None:
+            check_input_file(self.blacklist_file, "blacklist")
         return self
 
     def _validate_tls(self) -> None:

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
+
+from .resampling import rank
 
 ROW_MAX = "row_max"
 
@@ -128,7 +129,7 @@ def top_n_rows(ptf_binding: pd.Series, top_n: int) -> pd.Index:
     rank r with count(rank ≤ r) ≤ top_n, so ties at the cutoff give fewer than
     ``top_n`` rows, never more. Rows keep their original order.
     """
-    ranks = rankdata(-ptf_binding.to_numpy(dtype=float), method="average")
+    ranks = rank(-ptf_binding.to_numpy(dtype=float), ties="average")
     distinct = np.unique(ranks)
     counts = np.searchsorted(np.sort(ranks), distinct, side="right")
     allowed = distinct[counts <= top_n]

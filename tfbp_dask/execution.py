@@ -24,16 +24,17 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from distributed import Client, LocalCluster, as_completed
+from distributed import Client, LocalCluster, as_completed, fire_and_forget
 from distributed.security import Security
 from threadpoolctl import threadpool_limits
 
 from ._version import __version__
-from .engines import BootstrapFits, LassoParams, get_engine
+from .engines import BootstrapFits, LassoParams, get_engine, warm_up
 from .errors import ClusterUnavailable
 from .resampling import bootstrap_test_folds, draws_to_weights
 from .tls import ClientFiles, refusal, unusable_files
@@ -48,6 +49,9 @@ MAX_CHUNK = 50
 MAX_SHARED_CHUNK = 250
 TASK_RETRIES = 2
 DASHBOARD_PORT = 8787
+# Task priorities of the warm-up (fits and figures have Dask's default, 0).
+WARM_ENGINE_PRIORITY = 10
+WARM_FIGURES_PRIORITY = -10
 
 
 class StageFailure(RuntimeError):
@@ -106,6 +110,17 @@ def _worker_tfbp_version() -> str:
     except ImportError:  # pragma: no cover - only on a misconfigured remote worker
         return "not installed"
     return version
+
+
+def _warm_engine(engine: str) -> None:
+    """Worker side: import the engine and load (or compile) its kernels."""
+    with threadpool_limits(limits=1):
+        warm_up(engine)
+
+
+def _warm_figures() -> None:
+    """Worker side: import the figure code (matplotlib)."""
+    import_module("tfbp_dask.plots").warm_up()
 
 
 def _one_line(error: BaseException) -> str:
@@ -244,6 +259,44 @@ class Executor:
             executor.client.dashboard_link,
         )
         return executor
+
+    @classmethod
+    def start(cls, *args: Any, warm: str | None = None, **kwargs: Any) -> PendingExecutor:
+        """``connect(*args, **kwargs)`` in a background thread; see ``PendingExecutor``.
+
+        Parameters
+        ----------
+        warm : str, optional
+            Engine whose code every worker loads once connected (see ``warm``).
+        """
+        return PendingExecutor(lambda: cls.connect(*args, **kwargs), warm)
+
+    def warm(self, engine: str) -> None:
+        """Have every worker import ``engine`` and load its kernels now, without waiting.
+
+        Per worker, two tasks pinned to it: the engine first (a single-threaded
+        worker runs the first fits after it), the figure code at a low priority,
+        so that it is imported when the worker has no fit to run (the first
+        figures are drawn after stage 1). A worker that joins later loads both
+        on first use. Called once per client (per ``connect``), not per TF.
+        """
+        workers = list(self.client.scheduler_info(n_workers=-1)["workers"])
+        token = uuid.uuid4().hex[:12]
+        for index, address in enumerate(workers):
+            for name, task, args, priority in (
+                (engine, _warm_engine, (engine,), WARM_ENGINE_PRIORITY),
+                ("figures", _warm_figures, (), WARM_FIGURES_PRIORITY),
+            ):
+                future = self.client.submit(
+                    task,
+                    *args,
+                    key=f"tfbp-warm-{name}-{token}-{index}",
+                    workers=[address],
+                    allow_other_workers=True,
+                    pure=False,
+                    priority=priority,
+                )
+                fire_and_forget(future)  # runs to the end even if nobody waits for it
 
     def check_workers(self, timeout: float) -> None:
         """Wait for a worker, then check every worker runs this tfbp_dask version."""
@@ -499,6 +552,75 @@ class Executor:
             f"{label}: bootstraps {ids[0]}-{ids[-1]} failed after {TASK_RETRIES} retries: "
             f"{type(error).__name__}: {_one_line(error)}"
         )
+
+
+class PendingExecutor:
+    """An ``Executor`` being connected (a local cluster started) in a background thread.
+
+    The cluster's workers start, and load the engine (``Executor.warm``),
+    while the caller reads and checks its inputs. ``result()`` waits for the
+    executor and raises what connecting raised (``ClusterUnavailable``).
+    ``close()`` -- also on leaving a ``with`` block -- closes it; if it is
+    still starting, the thread closes it as soon as it is up, so that an error
+    found meanwhile (bad input) is reported at once and leaves nothing running.
+    """
+
+    def __init__(self, connect: Callable[[], Executor], warm: str | None = None) -> None:
+        self._lock = threading.Lock()
+        self._executor: Executor | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(
+            target=self._connect, args=(connect, warm), name="tfbp-cluster-start"
+        )
+        self._thread.start()
+
+    def _connect(self, connect: Callable[[], Executor], warm: str | None) -> None:
+        try:
+            executor = connect()
+        except BaseException as error:  # handed to the caller by result()
+            self._error = error
+            return
+        with self._lock:
+            keep = not self._closed
+            if keep:
+                self._executor = executor
+        if not keep:  # closed while starting: nobody will use it
+            executor.close()
+            return
+        if warm is not None:
+            try:
+                executor.warm(warm)
+            except Exception as error:  # the fits load the engine themselves then
+                logger.debug("workers not warmed: %s: %s", type(error).__name__, error)
+
+    def result(self) -> Executor:
+        """The connected executor (waits for it)."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        if self._executor is None:
+            raise RuntimeError("the executor was closed before it was used")
+        return self._executor
+
+    def wait_closed(self, timeout: float | None = None) -> bool:
+        """Wait until the background thread is done; True if it is."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def close(self) -> None:
+        """Close the executor, now or (if still starting) as soon as it is up."""
+        with self._lock:
+            self._closed = True
+            executor = self._executor
+        if executor is not None:
+            executor.close()
+
+    def __enter__(self) -> PendingExecutor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
 
 
 def client_security(

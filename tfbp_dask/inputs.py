@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tfbp_dask.errors import InputError
+from tfbp_dask.errors import InputError, check_input_file
 
 __all__ = [
     "PARQUET_SUFFIXES",
@@ -146,7 +146,7 @@ def read_table(path: Path, role: str) -> pd.DataFrame:
     """
     path = Path(path)
     label = f"{role} file {path}"
-    raw = _read_bytes(path, label, allow_empty=False)
+    raw = _read_bytes(path, role, label, allow_empty=False)
     if path.suffix.lower() in PARQUET_SUFFIXES:
         return _parse_parquet(raw, label)
     return _parse_csv(raw, label)
@@ -174,7 +174,7 @@ def read_blacklist(path: Path) -> list[str]:
     """
     path = Path(path)
     label = f"blacklist file {path}"
-    text = _decode(_read_bytes(path, label, allow_empty=True), label)
+    text = _decode(_read_bytes(path, "blacklist", label, allow_empty=True), label)
     # Not str.splitlines(): it also splits at \x1c-\x1e, \x85, \u2028, … which may be part of
     # an id in a table.
     ids = dict.fromkeys(line.strip() for line in io.StringIO(text, newline=""))
@@ -399,14 +399,9 @@ def load_inputs(
 # Reading
 
 
-def _read_bytes(path: Path, label: str, *, allow_empty: bool) -> bytes:
-    # Even the checks can fail (a name too long for the file system, a parent directory that
-    # cannot be searched): every OSError is a file that cannot be read.
+def _read_bytes(path: Path, role: str, label: str, *, allow_empty: bool) -> bytes:
+    check_input_file(path, role)
     try:
-        if path.is_dir():
-            raise _fail(label, "is a directory, not a file")
-        if not path.exists():
-            raise _fail(label, "does not exist")
         raw = path.read_bytes()
     except OSError as err:
         raise _fail(label, f"cannot be read ({err.strerror or err})") from err

@@ -18,7 +18,6 @@ import pandas as pd
 from . import stats
 from .design import Term, design_matrix, main_effect
 from .engines import LassoParams
-from .engines.sklearn import fit_one
 from .resampling import N_FOLDS, cv_fold_labels, stratification_classes
 
 logger = logging.getLogger(__name__)
@@ -175,6 +174,8 @@ def _lasso_method(predictors, y, perturbed_tf, terms, interactions, folds, scale
         if main_effect(term.column) not in model_terms:
             model_terms.append(main_effect(term.column))
     X = design_matrix(predictors, perturbed_tf, model_terms, scale_by_std)
+    from .engines.sklearn import fit_one  # scikit-learn is imported only where it is used
+
     model, converged = fit_one(X, y, None, folds, FOLD_SEED, LassoParams(max_iter=max_iter))
     fit = {"n_iter": int(model.n_iter_), "converged": converged, "alpha": float(model.alpha_)}
     if not converged:

@@ -14,17 +14,24 @@ import functools
 import io
 import threading
 from collections.abc import Callable, Sequence
-from typing import ParamSpec
+from importlib import import_module
+from typing import TYPE_CHECKING, ParamSpec
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
-from matplotlib.colors import Normalize
-from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 MAX_TERMS_SHOWN = 40
 _LOCK = threading.Lock()
 _P = ParamSpec("_P")
+
+
+def warm_up() -> None:
+    """Import what drawing needs (matplotlib is imported on first use, not with this module)."""
+    import_module("matplotlib.figure")
+    import_module("matplotlib.backends.backend_agg")
 
 
 def _one_at_a_time(plot: Callable[_P, bytes]) -> Callable[_P, bytes]:
@@ -36,13 +43,20 @@ def _one_at_a_time(plot: Callable[_P, bytes]) -> Callable[_P, bytes]:
     return locked
 
 
+def _figure(width: float, height: float) -> Figure:
+    """A new figure; matplotlib is imported here, so a client that never draws never pays."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
 def _subplots(width: float, height: float, labels: Sequence[str] = ()) -> tuple[Figure, object]:
     """A figure whose left margin fits the longest y label.
 
     Fixed margins instead of ``tight_layout``: measuring every text extent cost
     more than drawing the figure (a batch draws seven figures per TF).
     """
-    figure = Figure(figsize=(width, height))
+    figure = _figure(width, height)
     longest = max((len(str(label)) for label in labels), default=4)
     left = min(0.6, (0.25 + 0.068 * longest) / width)
     bottom = min(0.45, 0.55 / height)
@@ -155,7 +169,7 @@ def interaction_heatmap(interactions: pd.DataFrame, title: str) -> bytes:
     width = max(7.5, left + grid_width + right)
     left += (width - left - grid_width - right) / 2  # centred when narrower than the title
     height = bottom + max(grid_height, 1.2) + top
-    figure = Figure(figsize=(width, height))
+    figure = _figure(width, height)
     figure.suptitle(title, y=1 - 0.12 / height, va="top", fontsize=10)
     if interactions.empty:
         figure.text(0.5, 0.45, "no interaction term was kept by any stage", ha="center")
@@ -179,6 +193,9 @@ def interaction_heatmap(interactions: pd.DataFrame, title: str) -> bytes:
     grid = np.full((n_rows, n_columns), np.nan)
     grid[row, column] = effect
     limit = float(np.nanmax(np.abs(effect))) or 1.0
+    from matplotlib import colormaps
+    from matplotlib.colors import Normalize
+
     cmap = colormaps["coolwarm"].with_extremes(bad="white")
     image = axis.imshow(
         np.ma.masked_invalid(grid),

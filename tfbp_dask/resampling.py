@@ -11,7 +11,6 @@ import logging
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import rankdata
 
 N_FOLDS = 4
 
@@ -34,12 +33,47 @@ def stratification_classes(ptf_binding: np.ndarray, bins: Sequence[float]) -> np
     -------
     ndarray of shape (n_samples,) of int
     """
-    ranks = rankdata(-np.asarray(ptf_binding, dtype=float), method="min")
+    ranks = rank(-np.asarray(ptf_binding, dtype=float), ties="min")
     classes = np.searchsorted(np.asarray(bins, dtype=float), ranks, side="left")
     counts = np.bincount(classes, minlength=len(bins))[1:]
     if np.any((counts > 0) & (counts < N_FOLDS)):
         logger.debug("stratification classes with fewer than %d rows: sizes %s", N_FOLDS, counts)
     return classes
+
+
+def rank(values: np.ndarray, ties: str = "min") -> np.ndarray:
+    """Ranks from 1 of finite values, as ``scipy.stats.rankdata(values, method=ties)``.
+
+    Parameters
+    ----------
+    values : array-like of shape (n,)
+        Finite numbers.
+    ties : {"min", "average"}
+        Tied values share the lowest rank of their group (int64), or the mean
+        of the group's ranks (float64).
+
+    Returns
+    -------
+    ndarray of shape (n,)
+    """
+    values = np.asarray(values, dtype=float).ravel()
+    if np.isnan(values).any():
+        raise ValueError("cannot rank NaN")
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    starts = np.r_[True, ordered[1:] != ordered[:-1]]
+    group = np.cumsum(starts) - 1  # group of equal values of each sorted position
+    first = np.flatnonzero(starts)  # sorted position where each group starts
+    if ties == "min":
+        by_position = first[group] + 1
+    elif ties == "average":
+        last = np.r_[first[1:], len(values)]  # one past each group's end
+        by_position = 0.5 * (first + last + 1)[group]
+    else:
+        raise ValueError(f"ties must be 'min' or 'average', got {ties!r}")
+    ranks = np.empty(len(values), dtype=by_position.dtype)
+    ranks[order] = by_position
+    return ranks
 
 
 def stratification_problem(classes: np.ndarray, bins: Sequence[float]) -> str | None:

@@ -23,6 +23,7 @@ __all__ = [
     "get_engine",
     "solver_note",
     "solver_of",
+    "warm_up",
 ]
 
 # The scikit-learn release series whose coordinate descent ``gram_cd`` replays.
@@ -42,6 +43,14 @@ def get_engine(name: str) -> Callable[..., BootstrapFits]:
     if name not in ENGINES:
         raise ValueError(f"unknown engine {name!r}; choose one of {', '.join(ENGINES)}")
     return import_module(f"{__name__}.{name}").fit_bootstraps
+
+
+def warm_up(name: str) -> None:
+    """Import the engine called ``name`` and load (or compile) what its first fit needs."""
+    get_engine(name)
+    warm = getattr(import_module(f"{__name__}.{name}"), "warm_up", None)
+    if warm is not None:
+        warm()
 
 
 def solver_of(engine: str, n_terms: int) -> str:

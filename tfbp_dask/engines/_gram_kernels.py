@@ -32,7 +32,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 
 # A column whose weighted variance on the rows of a problem is at most this
 # fraction of its second moment about the (shifted) global mean over all rows
@@ -56,16 +56,28 @@ _SAME_ALPHA = 1e-12
 _FASTMATH = False
 
 
-def _compiled(func: Callable[..., Any]) -> Callable[..., Any]:
+def _compiled(func: Callable[..., Any] | None = None, *, signature: tuple | None = None) -> Any:
     """Compile with numba, caching the machine code on disk where possible.
 
     The on-disk cache spares every new worker process the compilation (a few
     seconds); if no cache directory is writable, compile in memory instead.
+    With ``signature`` (argument types), the kernel is compiled (or loaded from
+    the cache) at import for those types only: calls that pass constants, such
+    as ``True`` or ``-1``, then reuse it instead of compiling a copy
+    specialised on the constant.
     """
+    if func is None:
+        return lambda func: _compiled(func, signature=signature)
+    sigs = [signature] if signature is not None else None
     try:
-        return njit(cache=True, nogil=True, fastmath=_FASTMATH)(func)
+        return njit(sigs, cache=True, nogil=True, fastmath=_FASTMATH)(func)
     except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return njit(cache=False, nogil=True, fastmath=_FASTMATH)(func)
+        return njit(sigs, cache=False, nogil=True, fastmath=_FASTMATH)(func)
+
+
+# Argument types of the kernels given a signature (C-contiguous arrays).
+_F8, _I8, _B1 = types.float64, types.int64, types.boolean
+_MATRIX, _VECTOR, _MASK, _INDEX = _F8[:, ::1], _F8[::1], _B1[::1], _I8[::1]
 
 
 # Path solvers of ``_solve_block``.
@@ -345,7 +357,7 @@ def _screen(
     return n_active
 
 
-@_compiled
+@_compiled(signature=(_MATRIX, _VECTOR, _F8, _MASK, _F8, _F8, _I8, _B1, _B1, _I8, _VECTOR, _VECTOR))
 def _coordinate_descent(
     Q: np.ndarray,
     q: np.ndarray,
@@ -493,7 +505,7 @@ def _cd_path(
     return converged
 
 
-@_compiled
+@_compiled(signature=(_MATRIX, _INDEX, _I8, _I8))
 def _cholesky_delete(chol: np.ndarray, active: np.ndarray, n_active: int, pos: int) -> None:
     """Remove position ``pos`` from the active set and its Cholesky factor in place.
 

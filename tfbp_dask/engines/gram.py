@@ -201,6 +201,23 @@ def fit_bootstraps(
     )
 
 
+def warm_up() -> None:
+    """Load every compiled kernel (compile it, on a cache miss) by fitting two tiny problems.
+
+    One design narrow enough for ``cd``, one wide enough for ``homotopy``,
+    with the argument types of real fits, so that the first real chunk finds
+    every specialisation ready.
+    """
+    stream = np.random.RandomState(0)
+    for n_terms in (2, CD_MAX_TERMS + 1):
+        n_samples = 4 * (n_terms + 2)
+        X = stream.standard_normal((n_samples, n_terms))
+        y = X[:, 0] + stream.standard_normal(n_samples)
+        weights = np.bincount(stream.randint(0, n_samples, n_samples), minlength=n_samples)
+        folds = np.arange(n_samples) % 4
+        fit_bootstraps(X, y, np.zeros(1, dtype=np.int64), weights[None], folds[None], LassoParams())
+
+
 def _fold_statistics(
     augmented: np.ndarray, weights: np.ndarray, test_folds: np.ndarray, n_folds: int
 ) -> np.ndarray:
@@ -261,7 +278,8 @@ def _alpha_grids(totals: np.ndarray, params: LassoParams) -> np.ndarray:
     start = np.where(regular, alpha_max, 1.0)
     grids = start[:, None] * _grid_ratios(params.eps, params.n_alphas)
     grids[~regular] = resolution
-    return grids
+    # geomspace along axis 1 is Fortran-ordered unless k == 1: one layout, one compiled kernel.
+    return np.ascontiguousarray(grids)
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,0 +1,164 @@
+"""The command line as a user meets it: fresh processes, start-up included, side by side.
+
+Every figure is the wall time of a fresh ``python -m tfbp_dask …`` process (embedded
+cluster, ``--n_cpus 2``) on yeast-like data (``datagen.make_dataset``, 6000 genes x 150
+TFs, written with the published tool's ``target_symbol`` id column and a one-column
+response file, which both tools read):
+
+* ``--help``, ``--version`` and an option error (median of five);
+* the fixed cost: the whole run at 10 bootstraps, numba cache warm (median of three);
+* the whole run at 300 and 1000 bootstraps, cache warm, next to the published
+  ``tfbpmodeling`` command line (``--published``, run once each) on the same files;
+  without ``--published``, next to this tool's ``--engine sklearn`` instead;
+* the first run after a fresh install: 300 bootstraps with an empty numba cache
+  (``NUMBA_CACHE_DIR`` pointing at a new directory), against the warm run.
+
+Our per-stage walls come from each run's ``data_summary.json``. Run from the repository
+root, alone on the machine (the figures are walls)::
+
+    python benchmarks/bench_cold_start.py --published /path/to/tfbpmodeling-cli
+    python benchmarks/bench_cold_start.py --skip_1000          # quicker, no published tool
+
+``--published`` is an executable that behaves as ``python -m tfbpmodeling`` of the
+published package (for example a two-line shell script that runs it in its own venv).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from tfbp_dask.datagen import make_dataset
+
+COMMAND = "linear_perturbation_binding_modeling"
+SEED = 1
+
+
+def write_inputs(directory: Path, n_genes: int, n_tfs: int) -> tuple[Path, Path, str]:
+    """Files both tools read: ids in ``target_symbol``, the response of the pTF only."""
+    data = make_dataset(n_genes=n_genes, n_tfs=n_tfs, seed=1)
+    tf = data.response.columns[1]
+    directory.mkdir(parents=True, exist_ok=True)
+    response, predictors = directory / "response.csv", directory / "predictors.csv"
+    ids = {"gene_id": "target_symbol"}
+    data.response[["gene_id", tf]].rename(columns=ids).to_csv(response, index=False)
+    data.predictors.rename(columns=ids).to_csv(predictors, index=False)
+    return response, predictors, tf
+
+
+def timed(argv: list[str], env: dict[str, str] | None = None, check: bool = True) -> float:
+    """Wall seconds of one fresh process."""
+    started = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - started
+    if check and done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])} … exited {done.returncode}:\n{done.stderr}")
+    return wall
+
+
+def median_wall(argv: list[str], repeat: int, check: bool = True) -> float:
+    return statistics.median(timed(argv, check=check) for _ in range(repeat))
+
+
+class Ours:
+    """``python -m tfbp_dask`` runs on the benchmark's files."""
+
+    def __init__(self, response: Path, predictors: Path, tf: str, output: Path) -> None:
+        self.files = ["--response_file", str(response), "--predictors_file", str(predictors)]
+        self.tf = tf
+        self.output = output
+        self.runs = 0
+
+    def argv(self, n_bootstraps: int, *extra: str) -> list[str]:
+        self.runs += 1
+        out = self.output / f"ours_{self.runs}"
+        options = ["--perturbed_tf", self.tf, "--n_bootstraps", str(n_bootstraps),
+                   "--random_state", str(SEED), "--n_cpus", "2",
+                   "--output_dir", str(out)]  # fmt: skip
+        tool = [sys.executable, "-m", "tfbp_dask", COMMAND]
+        return [*tool, *self.files, *options, "--log-level", "WARNING", *extra]
+
+    def run(self, n_bootstraps: int, *extra: str, env: dict | None = None) -> dict[str, float]:
+        """Wall of a whole run plus the stage walls its summary records."""
+        argv = self.argv(n_bootstraps, *extra)
+        wall = timed(argv, env=env)
+        (run_dir,) = Path(argv[argv.index("--output_dir") + 1]).iterdir()
+        summary = json.loads((run_dir / "input_data" / "data_summary.json").read_text())
+        return {"wall": wall, **summary["wall_seconds"]}
+
+
+def published_wall(cli: str, response: Path, predictors: Path, tf: str, n: int, out: Path) -> float:
+    files = ["--response_file", str(response), "--predictors_file", str(predictors)]
+    options = ["--perturbed_tf", tf, "--n_bootstraps", str(n), "--random_state", str(SEED),
+               "--n_cpus", "2", "--output_dir", str(out)]  # fmt: skip
+    return timed([cli, COMMAND, *files, *options])
+
+
+def stages(walls: dict[str, float]) -> str:
+    shown = [f"{key} {value:.2f}" for key, value in walls.items() if key not in ("wall", "total")]
+    return f"in-run total {walls['total']:.2f} s ({', '.join(shown)})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--published", help="executable of the published tfbpmodeling CLI")
+    parser.add_argument("--n_genes", type=int, default=6000)
+    parser.add_argument("--n_tfs", type=int, default=150)
+    parser.add_argument("--skip_1000", action="store_true", help="no 1000-bootstrap runs")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as scratch:
+        scratch = Path(scratch)
+        response, predictors, tf = write_inputs(scratch / "data", args.n_genes, args.n_tfs)
+        ours = Ours(response, predictors, tf, scratch / "out")
+        print(f"data: {args.n_genes} genes x {args.n_tfs} TFs, pTF {tf}; embedded cluster, "
+              "--n_cpus 2; every figure a fresh process")  # fmt: skip
+
+        tool = [sys.executable, "-m", "tfbp_dask"]
+        print(f"--help                        {median_wall([*tool, '--help'], 5):6.2f} s")
+        print(f"{COMMAND} --help  {median_wall([*tool, COMMAND, '--help'], 5):6.2f} s")
+        print(f"--version                     {median_wall([*tool, '--version'], 5):6.2f} s")
+        bad = ours.argv(0)  # --n_bootstraps 0: exit 2
+        print(f"option error (exit 2)         {median_wall(bad, 5, check=False):6.2f} s")
+
+        ours.run(10)  # the numba cache is warm from here on
+        fixed = [ours.run(10) for _ in range(3)]
+        fixed_wall = statistics.median(run["wall"] for run in fixed)
+        print(
+            f"fixed cost, 10 bootstraps      {fixed_wall:6.2f} s (median of 3; {stages(fixed[0])})"
+        )
+
+        sizes = [300] if args.skip_1000 else [300, 1000]
+        warm = {}
+        for n in sizes:
+            warm[n] = ours.run(n)
+            print(f"ours, {n:4d} bootstraps, warm   {warm[n]['wall']:6.2f} s ({stages(warm[n])})")
+            if args.published:
+                other = published_wall(
+                    args.published, response, predictors, tf, n, scratch / f"published_{n}"
+                )
+                label = "published tfbpmodeling"
+            else:
+                other = ours.run(n, "--engine", "sklearn")
+                print(f"ours --engine sklearn, {n:4d}   {other['wall']:6.2f} s ({stages(other)})")
+                other = other["wall"]
+                label = "--engine sklearn"
+            print(f"{label}, {n:4d} bootstraps {other:8.2f} s -> ours is "
+                  f"{other / warm[n]['wall']:.1f}x faster")  # fmt: skip
+
+        with tempfile.TemporaryDirectory() as cache:
+            env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+            first = ours.run(300, env=env)
+        print(f"first run after install, 300   {first['wall']:6.2f} s ({stages(first)}) = "
+              f"{first['wall'] / warm[300]['wall']:.2f}x the warm run")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""Start-up: help and option errors import nothing heavy; the cluster starts while the inputs
+are read, bad input stops it, and workers load the engine once per client."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
+
+import pytest
+from conftest import dataset_config
+from distributed import Client
+
+import tfbp_dask
+import tfbp_dask.api
+from tfbp_dask.errors import InputError
+from tfbp_dask.execution import Executor
+
+HEAVY = ("dask", "distributed", "pandas", "scipy", "sklearn", "matplotlib", "numba", "pyarrow")
+
+# Runs the command line in a fresh interpreter, then reports which heavy packages it imported.
+_PROBE = """
+import json, sys
+from tfbp_dask.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit as stop:
+    status = stop.code
+else:
+    status = 0
+heavy = sorted(name for name in {heavy!r} if name in sys.modules)
+print(json.dumps({{"status": status, "heavy": heavy}}), file=sys.stderr)
+"""
+
+
+def _probe(*argv: str) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-c", _PROBE.format(heavy=HEAVY), *argv],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return json.loads(done.stderr.strip().splitlines()[-1])
+
+
+def test_importing_the_command_line_imports_nothing_heavy():
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import sys, tfbp_dask, tfbp_dask.__main__, tfbp_dask.cli; "
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))",
+        ],  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "argv, status",
+    [
+        (["--help"], 0),
+        (["--version"], 0),
+        (["linear_perturbation_binding_modeling", "--help"], 0),
+        (["linear_perturbation_binding_modeling", "--n_bootstraps", "x"], 2),
+    ],
+)
+def test_help_version_and_usage_errors_import_nothing_heavy(argv, status):
+    assert _probe(*argv) == {"status": status, "heavy": []}
+
+
+def test_option_and_missing_file_errors_import_nothing_heavy(tiny_dataset, tmp_path):
+    _, response, predictors = tiny_dataset
+    files = ["--response_file", str(response), "--predictors_file", str(predictors)]
+    command = ["linear_perturbation_binding_modeling", "--perturbed_tf", "TF01"]
+    out = ["--output_dir", str(tmp_path / "out")]
+    for argv in (
+        [*command, *files, "--n_bootstraps", "0", *out],
+        [*command, *files, "--bins", "0,8", *out],
+        [*command, *files, "--blacklist_file", str(tmp_path / "missing.txt"), *out],
+        [*command, "--response_file", str(tmp_path), "--predictors_file", str(predictors), *out],
+    ):
+        assert _probe(*argv) == {"status": 2, "heavy": []}, argv
+    assert not (tmp_path / "out").exists()
+
+
+def test_version_prints_the_package_version():
+    done = subprocess.run(
+        [sys.executable, "-m", "tfbp_dask", "--version"], capture_output=True, text=True
+    )
+    assert done.returncode == 0
+    assert done.stdout.strip() == f"tfbp-dask {tfbp_dask.__version__}"
+
+
+def test_bad_input_stops_the_cluster_that_was_starting(tiny_dataset, tmp_path, monkeypatch):
+    """The local cluster starts while the inputs are read; a TF that is not in the files is
+    reported, no run directory exists, and the cluster (a worker process) is closed."""
+    started: list[Executor] = []
+    connect = Executor.connect
+
+    def recording_connect(*args, **kwargs):
+        executor = connect(*args, **kwargs)
+        started.append(executor)
+        return executor
+
+    pending = []
+    real_connect = tfbp_dask.api._connect
+
+    def recording_start(*args):
+        pending.append(real_connect(*args))
+        return pending[-1]
+
+    monkeypatch.setattr(Executor, "connect", recording_connect)
+    monkeypatch.setattr(tfbp_dask.api, "_connect", recording_start)
+    config = dataset_config(tiny_dataset, tmp_path / "out", perturbed_tf="NOT_A_TF", n_cpus=1)
+    with pytest.raises(InputError, match="NOT_A_TF"):
+        tfbp_dask.api.run(config)
+    assert not (tmp_path / "out").exists()
+    (starting,) = pending
+    assert starting.wait_closed(timeout=120)
+    (executor,) = started  # it did start, and was closed
+    assert executor.client.status == "closed"
+    assert executor.cluster.status.name == "closed"
+    assert not executor.cluster.workers
+
+
+def test_workers_load_the_engine_once_per_client(remote_cluster, tiny_dataset, tmp_path):
+    def loaded() -> list[str]:
+        import sys
+
+        return [m for m in ("tfbp_dask.engines.gram", "matplotlib.figure") if m in sys.modules]
+
+    with Client(remote_cluster.address) as client:
+        assert set(map(len, client.run(loaded).values())) == {0}  # fresh workers
+    base = dataset_config(tiny_dataset, tmp_path / "out", scheduler_address=remote_cluster.address)
+    configs = [replace(base, perturbed_tf=tf, n_bootstraps=20) for tf in ("TF01", "TF02")]
+    warmed = []
+    warm = Executor.warm
+
+    def counting_warm(self, engine):
+        warmed.append(engine)
+        return warm(self, engine)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Executor, "warm", counting_warm)
+        entries = tfbp_dask.api.run_many(configs)
+    assert [entry.status for entry in entries] == ["completed", "completed"]
+    assert warmed == ["gram"]  # once for the batch's client, not once per TF
+    with Client(remote_cluster.address) as client:
+        deadline = time.monotonic() + 60
+        while set(map(len, client.run(loaded).values())) != {2}:
+            assert time.monotonic() < deadline, client.run(loaded)
+            time.sleep(0.2)

@@ -7,6 +7,8 @@ import json
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from dataclasses import replace
 
 import pytest
@@ -99,7 +101,7 @@ def test_version_prints_the_package_version():
 
 def test_bad_input_stops_the_cluster_that_was_starting(tiny_dataset, tmp_path, monkeypatch):
     """The local cluster starts while the inputs are read; a TF that is not in the files is
-    reported, no run directory exists, and the cluster (a worker process) is closed."""
+    reported, no run directory exists, and the cluster is closed."""
     started: list[Executor] = []
     connect = Executor.connect
 
@@ -156,3 +158,36 @@ def test_workers_load_the_engine_once_per_client(remote_cluster, tiny_dataset, t
         while set(map(len, client.run(loaded).values())) != {2}:
             assert time.monotonic() < deadline, client.run(loaded)
             time.sleep(0.2)
+
+
+@pytest.mark.parametrize(("engine", "worker_type"), [("gram", "Worker"), ("sklearn", "Nanny")])
+def test_embedded_cluster_is_threads_for_gram_and_processes_for_sklearn(
+    tiny_dataset, tmp_path, engine, worker_type
+):
+    """gram's kernels release the GIL: its workers are threads of the client's process (no
+    process to start, the kernels loaded once); sklearn's fits hold it: one process each."""
+    config = dataset_config(tiny_dataset, tmp_path, engine=engine, n_cpus=2)
+    with tfbp_dask.api._connect(config, None) as pending:
+        executor = pending.result()
+        assert [type(w).__name__ for w in executor.cluster.workers.values()] == [worker_type] * 2
+        assert executor.client.nthreads() and set(executor.client.nthreads().values()) == {1}
+        assert executor.dashboard_link is None  # not asked for
+        assert executor.describe()["dashboard"] is None
+
+
+def test_dashboard_is_served_on_loopback_only_when_asked_for():
+    with Executor.connect(n_workers=1, processes=False, dashboard=True) as executor:
+        link = executor.dashboard_link
+        assert link is not None and link.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(link, timeout=30) as page:
+            assert page.status == 200 and b"Dask" in page.read()
+        server = executor.cluster.scheduler.http_server
+        hosts = {sock.getsockname()[0] for sock in server._sockets.values()}
+        assert hosts == {"127.0.0.1"}
+    with Executor.connect(n_workers=1, processes=False) as executor:
+        server = executor.cluster.scheduler.http_server  # Dask's health and metrics routes
+        assert {sock.getsockname()[0] for sock in server._sockets.values()} == {"127.0.0.1"}
+        with pytest.raises(urllib.error.HTTPError):
+            urllib.request.urlopen(
+                f"http://127.0.0.1:{server.port}/status", timeout=30
+            )  # no dashboard pages

@@ -20,6 +20,7 @@ from . import provenance
 from .batch import BatchEntry, BatchHook, run_batch, write_batch_table
 from .batch_report import write_interactions
 from .config import WorkflowConfig
+from .engines import GIL_FREE_ENGINES
 from .errors import InputError
 from .execution import Executor, PendingExecutor, client_security
 from .outputs import read_manifest, timestamp_now
@@ -215,7 +216,10 @@ def _connect(
     """The cluster of a run: the caller's client, the config's scheduler, or a local one.
 
     Connected in the background (``PendingExecutor``); once connected, the
-    workers load the config's engine.
+    workers load the config's engine. A local cluster for an engine whose fits
+    release the GIL (``gram``) is ``n_cpus`` worker threads of this process: it
+    starts in a fraction of a second and loads the engine once; other engines
+    get one worker process per CPU.
     """
     if security is None and config.scheduler_address is not None:
         security = client_security(config.tls_ca_file, config.tls_cert, config.tls_key)
@@ -223,6 +227,8 @@ def _connect(
         config.n_cpus,
         config.scheduler_address,
         client,
+        processes=config.engine not in GIL_FREE_ENGINES,
+        dashboard=config.dashboard,
         connect_timeout=config.connect_timeout,
         security=security,
         warm=config.engine,

@@ -99,6 +99,7 @@ class WorkflowConfig:
     output_dir: Path = DEFAULT_OUTPUT_DIR
     output_suffix: str = ""
     n_cpus: int = 4
+    dashboard: bool = False
     engine: str = "gram"
     chunk_size: int | None = None
     scheduler_address: str | None = None

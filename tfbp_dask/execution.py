@@ -22,7 +22,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
@@ -34,7 +34,7 @@ from distributed.security import Security
 from threadpoolctl import threadpool_limits
 
 from ._version import __version__
-from .engines import BootstrapFits, LassoParams, get_engine, warm_up
+from .engines import GIL_FREE_ENGINES, BootstrapFits, LassoParams, get_engine, warm_up
 from .errors import ClusterUnavailable
 from .resampling import bootstrap_test_folds, draws_to_weights
 from .tls import ClientFiles, refusal, unusable_files
@@ -49,7 +49,7 @@ MAX_CHUNK = 50
 MAX_SHARED_CHUNK = 250
 TASK_RETRIES = 2
 DASHBOARD_PORT = 8787
-# Task priorities of the warm-up (fits and figures have Dask's default, 0).
+# Task priorities of the warm-up (fits have Dask's default, 0).
 WARM_ENGINE_PRIORITY = 10
 WARM_FIGURES_PRIORITY = -10
 
@@ -73,7 +73,7 @@ def _fit_chunk(
     params: LassoParams,
     store: Callable[[BootstrapFits], None] | None = None,
 ) -> BootstrapFits:
-    """Worker side: fit one chunk with BLAS pinned to one thread.
+    """Worker side: fit one chunk (BLAS pinned to one thread for an engine that uses it).
 
     The folds of bootstrap b are fixed by b and the classes (SPEC §4), so they
     are rebuilt here rather than shipped; the random draws arrive as compact
@@ -86,7 +86,9 @@ def _fit_chunk(
     X = np.array(X, order="K", copy=True)
     y = np.array(y, copy=True)
     weights = draws_to_weights(draws, normalize=normalize_weights)
-    with threadpool_limits(limits=1):
+    # Pinning is process-wide: threads of one process that enter and leave it at once
+    # would restore each other's limits, so engines that need no BLAS skip it.
+    with nullcontext() if engine in GIL_FREE_ENGINES else threadpool_limits(limits=1):
         test_folds = bootstrap_test_folds(classes, bootstrap)
         fits = get_engine(engine)(X, y, bootstrap, weights, test_folds, params)
     if store is not None:
@@ -114,7 +116,7 @@ def _worker_tfbp_version() -> str:
 
 def _warm_engine(engine: str) -> None:
     """Worker side: import the engine and load (or compile) its kernels."""
-    with threadpool_limits(limits=1):
+    with nullcontext() if engine in GIL_FREE_ENGINES else threadpool_limits(limits=1):
         warm_up(engine)
 
 
@@ -172,6 +174,7 @@ class Executor:
     _in_flight: set = field(default_factory=set, repr=False)
     _seen: dict = field(default_factory=dict, repr=False)
     _stages: int = field(default=0, repr=False)
+    _dashboard: bool = field(default=False, repr=False)  # an embedded cluster's, when served
 
     @classmethod
     def connect(
@@ -181,6 +184,7 @@ class Executor:
         client: Client | None = None,
         processes: bool = True,
         connect_timeout: float = 20.0,
+        dashboard: bool = False,
         security: Security | None = None,
     ) -> Executor:
         """Use ``client``, or join ``scheduler_address``, or start a ``LocalCluster``.
@@ -194,7 +198,13 @@ class Executor:
         client : distributed.Client, optional
             A client the caller owns; it is never closed here.
         processes : bool
-            Embedded cluster only: worker processes (True) or threads (tests).
+            Embedded cluster only: single-threaded worker processes (True), or
+            single-threaded workers in this process (False: no start-up of
+            processes, nothing pickled; for engines in ``GIL_FREE_ENGINES``).
+        dashboard : bool
+            Embedded cluster only: serve Dask's dashboard on 127.0.0.1 (port
+            8787, or a free one). Off by default: importing and starting it
+            costs about half a second of a short run.
         connect_timeout : float
             Seconds to wait for a remote scheduler and its first worker.
         security : distributed.security.Security, optional
@@ -237,7 +247,10 @@ class Executor:
                 remote.dashboard_link,
             )
             return executor
-        dashboard = f":{DASHBOARD_PORT}" if _free_port(DASHBOARD_PORT) else ":0"
+        # The dashboard of an embedded cluster is for this machine's user only.
+        # Dask's HTTP server (health, metrics; the dashboard when asked for) listens on
+        # loopback only: the embedded cluster is for this machine's user.
+        port = DASHBOARD_PORT if dashboard and _free_port(DASHBOARD_PORT) else 0
         with warnings.catch_warnings():
             # Another run starting at the same moment may take the port found free above;
             # Dask then hosts the dashboard on another port (logged below) and says so in a
@@ -247,16 +260,24 @@ class Executor:
                 n_workers=n_workers,
                 threads_per_worker=1,
                 processes=processes,
-                dashboard_address=dashboard,
+                # Worker processes listen on loopback; threads talk in-process (inproc://).
+                **({"host": "127.0.0.1"} if processes else {}),
+                dashboard_address=f"127.0.0.1:{port}",
+                scheduler_kwargs={"dashboard": dashboard},
                 # Workers' own warnings (e.g. tasks cancelled while stopping) are
                 # Dask's business, not the user's: keep the console for our lines.
                 silence_logs=logging.ERROR,
             )
-        executor = cls(client=Client(cluster), owns_client=True, cluster=cluster)
+        executor = cls(
+            client=Client(cluster), owns_client=True, cluster=cluster, _dashboard=dashboard
+        )
         logger.info(
-            "started a local Dask cluster: %d workers x 1 thread; dashboard %s",
+            "started a local Dask cluster: %d %s; %s",
             n_workers,
-            executor.client.dashboard_link,
+            "worker processes x 1 thread" if processes else "worker threads in this process",
+            f"dashboard {executor.dashboard_link}"
+            if dashboard
+            else "no dashboard (--dashboard serves one)",
         )
         return executor
 
@@ -346,8 +367,18 @@ class Executor:
             "embedded": self.cluster is not None,
             "workers": len(threads),
             "threads": int(sum(threads.values())),
-            "dashboard": self.client.dashboard_link,
+            "dashboard": self.dashboard_link,
         }
+
+    @property
+    def dashboard_link(self) -> str | None:
+        """Where the cluster's dashboard is served, or None (an embedded cluster without one)."""
+        if self.cluster is None:
+            return self.client.dashboard_link
+        server = getattr(self.cluster.scheduler, "http_server", None)
+        if not self._dashboard or server is None:
+            return None
+        return f"http://127.0.0.1:{server.port}/status"  # where it listens, whatever the host
 
     @property
     def stopping(self) -> bool:

@@ -13,10 +13,14 @@ from importlib.metadata import version
 from ._types import BootstrapFits, LassoParams
 
 ENGINES = ("sklearn", "gram")
+# Engines whose fits run in compiled code without the GIL and without BLAS: threads of
+# one process fit them in parallel, with no library thread pool to pin.
+GIL_FREE_ENGINES = frozenset({"gram"})
 
 __all__ = [
     "CD_REPLAY_SKLEARN",
     "ENGINES",
+    "GIL_FREE_ENGINES",
     "N_ITER_MEANING",
     "BootstrapFits",
     "LassoParams",

@@ -429,6 +429,10 @@ def linear_perturbation_binding_modeling(
         tls_key=tls_key,
     ).validate()
     config.check_files()
+    from .engines import GIL_FREE_ENGINES
+
+    global _no_worker_processes
+    _no_worker_processes = scheduler_address is not None or engine in GIL_FREE_ENGINES
     # Only now the heavy part: pandas, Dask, the engines.
     from .api import available_tfs, run, run_many
     from .api import resume as resume_run
@@ -502,6 +506,9 @@ def _perturbed_tfs(perturbed_tf: str | None, tfs_file: Path | None) -> list[str]
 
 
 _console_handler: logging.Handler | None = None
+# True once the command is known to start no worker process of its own (a remote
+# cluster, or the gram engine's threads): then a bad input may end the process at once.
+_no_worker_processes = False
 
 
 def _configure_console_logging(level_name: str) -> None:
@@ -556,21 +563,31 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def entry() -> None:
-    """The console script and ``python -m tfbp_dask``: ``main``, then, on success, a quick exit.
+    """The console script and ``python -m tfbp_dask``: ``main``, then a quick exit if it is safe.
 
     Once a command has succeeded, every file it wrote is closed and its cluster is
     closed; tearing the interpreter down after that (freeing the compiled kernels,
     pandas', Dask's and matplotlib's modules object by object) took ~0.7 s of a
     short run and serves nobody. So the log and the streams are flushed and the
-    process ends at once. A failing command exits the ordinary way (a cluster that
-    was still starting in the background is stopped first). ``main`` itself never
+    process ends at once. The same after bad input (exit 2, nothing was written)
+    when the cluster starting in the background is threads of this process (the
+    ``gram`` engine's), which end with it: otherwise waiting for it to come up
+    and be closed took 1-1.5 s. Worker processes (``--engine sklearn``) are
+    stopped the ordinary way, as is every other failure. ``main`` itself never
     ends the process this way: tests and scripts call it in theirs.
     """
-    main()
+    try:
+        main()
+    except SystemExit as stop:
+        if stop.code != EXIT_BAD_INPUT or not _no_worker_processes:
+            raise
+        status = EXIT_BAD_INPUT
+    else:
+        status = 0
     logging.shutdown()  # flushes and closes the handlers, the run log's included
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(status)
 
 
 def _fail(message: str, status: int) -> None:

@@ -15,7 +15,7 @@ from sklearn.linear_model import LassoCV
 from sklearn.model_selection import StratifiedKFold
 
 from tfbp_dask import WorkflowConfig, run
-from tfbp_dask.engines import gram
+from tfbp_dask.engines import solver as solver_choice
 
 
 def _config(dataset, output_dir: Path, **options) -> WorkflowConfig:
@@ -229,7 +229,7 @@ def test_engines_agree_on_the_significant_terms(
     small_dataset, output_dir, client_two_workers, monkeypatch, solver
 ):
     if solver == "homotopy":  # the threaded workers share this module
-        monkeypatch.setattr(gram, "CD_MAX_TERMS", 0)
+        monkeypatch.setattr(solver_choice, "CD_MAX_TERMS", 0)
     config = _config(small_dataset, output_dir, n_bootstraps=30, top_n=600, random_state=8)
     reference = run(replace(config, engine="sklearn"), client=client_two_workers).result
     fast = run(replace(config, engine="gram"), client=client_two_workers).result
@@ -260,7 +260,7 @@ def test_solver_and_max_iter_are_recorded(
     tiny_dataset, output_dir, client_two_workers, monkeypatch, caplog, engine, solver
 ):
     if solver == "gram_homotopy":  # the threaded workers share this module
-        monkeypatch.setattr(gram, "CD_MAX_TERMS", 0)
+        monkeypatch.setattr(solver_choice, "CD_MAX_TERMS", 0)
     config = _config(tiny_dataset, output_dir, engine=engine, max_iter=2, stage4_lasso=True)
     outcome = run(config, client=client_two_workers)
     summary = json.loads((outcome.run_dir / "input_data" / "data_summary.json").read_text())

@@ -65,7 +65,7 @@ def solver_of(engine: str, n_terms: int) -> str:
     """
     if engine == "sklearn":
         return "sklearn_cd"
-    from .gram import solver_name  # numba is imported only when gram is used
+    from .solver import solver_name  # not .gram: the client need not load its kernels
 
     return f"gram_{solver_name(n_terms)}"
 

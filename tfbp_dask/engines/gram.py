@@ -78,6 +78,7 @@ from ._gram_kernels import (
     _solve_block,
 )
 from ._types import BootstrapFits, LassoParams
+from .solver import CD_MAX_TERMS, solver_name
 
 # Statistics of a block of bootstraps are held in memory at once: at most
 # about this many bytes (k * n_folds * (p + 2)^2 doubles).
@@ -87,8 +88,6 @@ _BLOCK_BYTES = 16 * 2**20
 # replay, wider ones by the homotopy. At 6000 rows the replay costs 0.8 ms
 # per bootstrap at 10 terms, 2 ms at 25 and 3.3 ms at 50 (homotopy: 0.2, 0.4
 # and 0.9 ms; one LassoCV: 45-50 ms).
-CD_MAX_TERMS = 50
-
 SOLVERS = ("auto", "cd", "homotopy")
 
 
@@ -317,16 +316,6 @@ def _cd_seeds(bootstrap: np.ndarray, n_alphas: int, code: int) -> np.ndarray:
         for i, b in enumerate(bootstrap):
             seeds[i] = np.random.RandomState(int(b)).randint(0, 2**31 - 1, size=n_alphas)
     return seeds
-
-
-def solver_name(n_terms: int, solver: str = "auto") -> str:
-    """The path solver ``fit_bootstraps`` runs on a design of ``n_terms`` terms.
-
-    ``"auto"`` is ``"cd"`` for at most ``CD_MAX_TERMS`` terms, else ``"homotopy"``.
-    """
-    if solver == "auto":
-        return "cd" if n_terms <= CD_MAX_TERMS else "homotopy"
-    return solver
 
 
 def _rows_variant(test_folds: np.ndarray, n_folds: int, n_terms: int) -> np.ndarray:

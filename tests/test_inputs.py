@@ -14,6 +14,7 @@ from bad_input_cases import CASES, PERTURBED_TF, BadInputCase, valid_files
 from tfbp_dask.errors import InputError
 from tfbp_dask.inputs import (
     ModelingData,
+    check_predictor_rows,
     load_inputs,
     prepare_modeling_data,
     read_blacklist,
@@ -358,3 +359,47 @@ def test_quoted_csv_reads_the_same(tmp_path: Path, files: tuple[Path, Path]) -> 
     pd.testing.assert_frame_equal(
         read_table(predictors, "predictors"), read_table(quoted, "predictors"), check_exact=True
     )
+
+
+def test_predictors_checked_once_give_each_tf_the_same_rows(
+    tmp_path: Path, files: tuple[Path, Path]
+) -> None:
+    """A batch checks the predictors once (check_predictor_rows); each TF takes its rows from
+    that and gets what checking its own rows gives, bit for bit, warnings and counts too."""
+    response, predictors = files
+    blacklist = tmp_path / "blacklist.txt"
+    blacklist.write_text("Y00008W\nY00020W\n")
+    response_table = read_table(response, "response")
+    predictors_table = read_table(predictors, "predictors")
+    banned = read_blacklist(blacklist)
+    checked = check_predictor_rows(response_table, predictors_table, banned)
+    assert checked is not None and len(checked.ids) == 40 - 2
+    for tf in ["TF01", "TF03", "TF05"]:
+        paths = dict(response_path=response, predictors_path=predictors, blacklist=banned)
+        own = prepare_modeling_data(response_table, predictors_table, tf, **paths)
+        shared = prepare_modeling_data(
+            response_table, predictors_table, tf, **paths, checked=checked
+        )
+        assert_same_modeling_data(own, shared)
+        assert shared.predictors.to_numpy().tobytes() == own.predictors.to_numpy().tobytes()
+
+
+def test_a_bad_value_in_one_tfs_own_row_fails_only_the_other_tfs(
+    files: tuple[Path, Path],
+) -> None:
+    """The shared check covers every TF's rows; a bad value on TF02's own row (which TF02 never
+    models) makes it give up, and each TF then checks its own rows: TF02 runs, TF01 fails with
+    the message it gives on its own."""
+    response, predictors = files
+    frame = pd.read_csv(predictors, dtype={"TF04": object})
+    frame.loc[frame["gene_id"] == "TF02", "TF04"] = "n.d."
+    frame.to_csv(predictors, index=False)
+    response_table = read_table(response, "response")
+    predictors_table = read_table(predictors, "predictors")
+    checked = check_predictor_rows(response_table, predictors_table)
+    assert checked is None
+    paths = dict(response_path=response, predictors_path=predictors, checked=checked)
+    data = prepare_modeling_data(response_table, predictors_table, "TF02", **paths)
+    assert np.isfinite(data.predictors.to_numpy()).all()
+    with pytest.raises(InputError, match="non-numeric value 'n.d.' at feature TF02"):
+        prepare_modeling_data(response_table, predictors_table, "TF01", **paths)

@@ -42,7 +42,9 @@ from tfbp_dask.errors import InputError, check_input_file
 
 __all__ = [
     "PARQUET_SUFFIXES",
+    "CheckedPredictors",
     "ModelingData",
+    "check_predictor_rows",
     "load_inputs",
     "prepare_modeling_data",
     "read_blacklist",
@@ -109,6 +111,20 @@ class ModelingData:
     predictors: pd.DataFrame
     feature_counts: dict[str, int]
     warnings: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class CheckedPredictors:
+    """A predictors table's values on a set of rows, every column converted and checked clean.
+
+    A batch makes it once (:func:`check_predictor_rows`) for the rows every TF may model (the
+    ids both tables share, less the blacklist); each TF then takes its rows from it instead of
+    converting and checking all columns again (``prepare_modeling_data(checked=…)``).
+    """
+
+    ids: pd.Index
+    columns: tuple[str, ...]
+    values: np.ndarray  # float64, (len(ids), len(columns))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,6 +209,7 @@ def prepare_modeling_data(
     add_model_variables: Sequence[str] = (),
     exclude_interactor_variables: Sequence[str] = (),
     min_rows: int = 4,
+    checked: CheckedPredictors | None = None,
 ) -> ModelingData:
     """Select the response column, align the tables and check the values that will be used.
 
@@ -213,6 +230,10 @@ def prepare_modeling_data(
         ``exclude_all`` is not a column name and is never warned about.
     min_rows : int, default 4
         Fewest modeled rows accepted (4-fold stratified cross-validation needs 4).
+    checked : CheckedPredictors, optional
+        This predictors table's values, already checked on rows that include every modeled
+        row (a batch's); they are used instead of converting the columns again. Without it,
+        or when it does not cover the modeled rows, every column is converted and checked.
 
     Returns
     -------
@@ -312,26 +333,27 @@ def prepare_modeling_data(
     if problem is not None:
         raise _fail(response_label, problem)
 
-    predictor_values: list[np.ndarray] = []
-    problems: list[tuple[str, str]] = []
-    for position, column in enumerate(predictor_columns):
-        cells = predictors_table.iloc[predictor_rows, position]
-        values, problem = _checked_column(cells, column, modeled_ids)
-        predictor_values.append(values)
-        if problem is not None:
-            problems.append((column, problem))
-    if problems:
-        message = problems[0][1]
-        if len(problems) > 1:
-            others = [_quote(column) for column, _ in problems[1:]]
-            message += f"; other columns with bad values: {_preview(others)}"
-        raise _fail(predictors_label, message)
+    matrix = _checked_rows(checked, predictor_columns, modeled_ids)
+    if matrix is None:
+        predictor_values: list[np.ndarray] = []
+        problems: list[tuple[str, str]] = []
+        for position, column in enumerate(predictor_columns):
+            cells = predictors_table.iloc[predictor_rows, position]
+            values, problem = _checked_column(cells, column, modeled_ids)
+            predictor_values.append(values)
+            if problem is not None:
+                problems.append((column, problem))
+        if problems:
+            message = problems[0][1]
+            if len(problems) > 1:
+                others = [_quote(column) for column, _ in problems[1:]]
+                message += f"; other columns with bad values: {_preview(others)}"
+            raise _fail(predictors_label, message)
+        matrix = np.column_stack(predictor_values)
 
     index = pd.Index(modeled_ids, name=response_table.index.name)
     response = pd.Series(response_values, index=index, name=perturbed_tf, dtype=np.float64)
-    predictors = pd.DataFrame(
-        np.column_stack(predictor_values), index=index, columns=pd.Index(predictor_columns)
-    )
+    predictors = pd.DataFrame(matrix, index=index, columns=pd.Index(predictor_columns))
     # The warnings are returned, not logged here: the run logs them into its own log file.
     logger.debug("features for %s: %s", perturbed_tf, feature_counts)
     return ModelingData(
@@ -341,6 +363,34 @@ def prepare_modeling_data(
         feature_counts=feature_counts,
         warnings=tuple(warnings),
     )
+
+
+def check_predictor_rows(
+    response_table: pd.DataFrame,
+    predictors_table: pd.DataFrame,
+    blacklist: Iterable[str] = (),
+) -> CheckedPredictors | None:
+    """The predictors' values on the rows any TF may model, or None if a value there is bad.
+
+    The rows are the feature ids both tables share, less the blacklist (a TF's modeled rows
+    are these less its own id). None (some column has a missing, infinite or non-numeric
+    value on them) leaves every TF to check its own rows and report what it finds.
+    """
+    predictor_ids = [str(feature) for feature in predictors_table.index]
+    common = set(predictor_ids).intersection(str(feature) for feature in response_table.index)
+    rows = sorted(common - set(blacklist))
+    positions = pd.Index(predictor_ids).get_indexer(rows)
+    columns = [str(column) for column in predictors_table.columns]
+    values = []
+    for position, column in enumerate(columns):
+        column_values, problem = _checked_column(
+            predictors_table.iloc[positions, position], column, rows
+        )
+        if problem is not None:
+            return None
+        values.append(column_values)
+    matrix = np.column_stack(values) if values else np.empty((len(rows), 0))
+    return CheckedPredictors(pd.Index(rows), tuple(columns), matrix)
 
 
 def load_inputs(
@@ -633,6 +683,18 @@ def _checked_column(
                 f"{_preview(features, total=int(positions.size))}"
             )
     return values, None
+
+
+def _checked_rows(
+    checked: CheckedPredictors | None, columns: list[str], feature_ids: list[str]
+) -> np.ndarray | None:
+    """Rows ``feature_ids`` of ``checked`` (same values as checking them anew), or None."""
+    if checked is None or checked.columns != tuple(columns):
+        return None
+    positions = checked.ids.get_indexer(feature_ids)
+    if (positions < 0).any():
+        return None
+    return checked.values[positions]
 
 
 def _is_plain_numeric(dtype: object) -> bool:

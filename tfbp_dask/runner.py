@@ -21,7 +21,14 @@ from typing import TYPE_CHECKING, Any
 from . import provenance
 from .config import WorkflowConfig
 from .engines import BootstrapFits
-from .inputs import ModelingData, prepare_modeling_data, read_blacklist, read_table
+from .inputs import (
+    CheckedPredictors,
+    ModelingData,
+    check_predictor_rows,
+    prepare_modeling_data,
+    read_blacklist,
+    read_table,
+)
 from .outputs import RunDirectory
 from .workflow import WorkflowResult, check_folds, choose_seed, run_workflow
 
@@ -76,12 +83,15 @@ class Listener:
 
 
 class InputCache:
-    """Tables and blacklists read once per path for a whole batch (shared by its threads)."""
+    """Tables and blacklists read once per path for a whole batch (shared by its threads),
+    and the predictors' values checked once per set of inputs (``checked``)."""
 
     def __init__(self) -> None:
         self._tables: dict[tuple[Path, str], Any] = {}
         self._blacklists: dict[Path, list[str]] = {}
+        self._checked: dict[tuple[Path, Path, Path | None], CheckedPredictors | None] = {}
         self._lock = threading.Lock()
+        self._checking = threading.Lock()  # one batch thread checks, the others wait for it
 
     def table(self, path: Path, role: str) -> Any:
         key = (Path(path).resolve(), role)
@@ -89,6 +99,21 @@ class InputCache:
             if key not in self._tables:
                 self._tables[key] = read_table(Path(path), role)
             return self._tables[key]
+
+    def checked(self, config: WorkflowConfig) -> CheckedPredictors | None:
+        """The predictors' values on the rows any TF of these inputs may model (or None)."""
+        key = tuple(
+            None if path is None else Path(path).resolve()
+            for path in (config.response_file, config.predictors_file, config.blacklist_file)
+        )
+        with self._checking:
+            if key not in self._checked:
+                self._checked[key] = check_predictor_rows(
+                    self.table(config.response_file, "response"),
+                    self.table(config.predictors_file, "predictors"),
+                    self.blacklist(config.blacklist_file),
+                )
+            return self._checked[key]
 
     def blacklist(self, path: Path | None) -> list[str]:
         if path is None:
@@ -114,6 +139,7 @@ def prepare(config: WorkflowConfig, cache: InputCache) -> ModelingData:
         blacklist=blacklist,
         add_model_variables=config.add_model_variables,
         exclude_interactor_variables=config.exclude_interactor_variables,
+        checked=cache.checked(config),
     )
     check_folds(config, data)
     return data

@@ -489,15 +489,16 @@ class _Matrix:
     """``bootstrap`` then one column per column of ``values`` (``names``, or ``draw_{i}``)."""
 
     bootstrap: np.ndarray
-    values: np.ndarray
+    values: Any  # an array, or anything np.asarray makes one of (a stage's draws)
     names: list[str] | None
 
     def columns(self) -> dict[str, np.ndarray]:
-        names = self.names or [f"draw_{i}" for i in range(self.values.shape[1])]
+        values = np.asarray(self.values)  # draws may come as their recipe (SeededDraws)
+        names = self.names or [f"draw_{i}" for i in range(values.shape[1])]
         if "bootstrap" in names:
             raise ValueError("a column named 'bootstrap' would hide the bootstrap ids")
         columns = {"bootstrap": self.bootstrap}
-        columns.update({name: self.values[:, j] for j, name in enumerate(names)})
+        columns.update({name: values[:, j] for j, name in enumerate(names)})
         return columns
 
 

@@ -1,14 +1,16 @@
 """Stratification classes, cross-validation folds and bootstrap draws (SPEC §4–§5).
 
-Everything random is drawn here, on the client, from the seed; workers
-receive the draws (compact row positions, turned into weights there) and
-rebuild the fold labels from the classes.
+Everything random is drawn here from the seed: a stage's draws by one task
+on the cluster (``SeededDraws`` is their recipe; the fits receive their
+chunk's rows of them, compact row positions turned into weights there), and
+the workers rebuild the fold labels from the classes.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -171,6 +173,27 @@ def bootstrap_draws(n_samples: int, n_bootstraps: int, seed: int) -> np.ndarray:
     for b in range(n_bootstraps):
         draws[b] = stream.randint(0, n_samples, size=n_samples)
     return draws
+
+
+@dataclass(frozen=True)
+class SeededDraws:
+    """A stage's draws by their recipe, ``bootstrap_draws(n_samples, n_bootstraps, seed)``.
+
+    Tiny to send: the draws are made where they are needed (``np.asarray``), the
+    same bits wherever that is.
+    """
+
+    n_samples: int
+    n_bootstraps: int
+    seed: int
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.n_bootstraps, self.n_samples)
+
+    def __array__(self, dtype: object = None, copy: object = None) -> np.ndarray:
+        draws = bootstrap_draws(self.n_samples, self.n_bootstraps, self.seed)
+        return draws if dtype is None else draws.astype(dtype)
 
 
 def draws_to_weights(draws: np.ndarray, normalize: bool = False) -> np.ndarray:

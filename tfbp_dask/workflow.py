@@ -12,7 +12,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -83,8 +83,9 @@ class StageResult:
     seed : int
     ci_level : float
     fits : BootstrapFits
-    draws : ndarray of shape (n_bootstraps, n_rows)
-        Row positions of every bootstrap draw.
+    draws : array-like of shape (n_bootstraps, n_rows)
+        Row positions of every bootstrap draw (``np.asarray(draws)``: an executor's
+        ``ClusterDraws`` are gathered, or made again from the seed).
     confidence : DataFrame
         ``term, ci_level, lower, upper, significant``.
     importance : DataFrame
@@ -105,7 +106,7 @@ class StageResult:
     seed: int
     ci_level: float
     fits: BootstrapFits
-    draws: np.ndarray
+    draws: Any
     confidence: pd.DataFrame
     importance: pd.DataFrame
     dropout_rounds: list[DropoutRound] = field(default_factory=list)
@@ -309,7 +310,9 @@ def _bootstrap_stage(
     predictors = data.predictors.loc[rows]
     y = data.response.loc[rows].to_numpy(dtype=float)
     classes = stratification_classes(predictors[ptf].to_numpy(), config.bins)
-    draws = bootstrap_draws(len(rows), config.n_bootstraps, seed)
+    # Made on the cluster when the fitter can (the client then holds no draws), else here.
+    draw = getattr(fitter, "draw", None)
+    draws = (draw or bootstrap_draws)(len(rows), config.n_bootstraps, seed)
     params = LassoParams(max_iter=config.max_iter)
 
     stopped: list[tuple[str, int]] = []  # (solver, fits cut at --max_iter) of every fit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,6 +17,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from tfbp_dask import WorkflowConfig, run
 from tfbp_dask.engines import solver as solver_choice
+from tfbp_dask.execution import ClusterDraws
+from tfbp_dask.resampling import SeededDraws
 
 
 def _config(dataset, output_dir: Path, **options) -> WorkflowConfig:
@@ -342,3 +345,35 @@ def test_workers_see_a_directory_of_this_machine(tmp_path, client_two_workers):
     executor = Executor.connect(client=client_two_workers)
     assert executor.sees(tmp_path)
     assert not list(tmp_path.iterdir())  # the probe is gone
+
+
+def test_the_client_holds_a_stages_draws_as_a_future_and_their_recipe(
+    tiny_dataset, output_dir, client_two_workers
+):
+    """A stage's draws are made by a task on the cluster: the stage result holds a future
+    and the recipe (pickled, that is all that travels), and both give resample's draws."""
+    config = _config(tiny_dataset, output_dir, n_bootstraps=7)
+    result = run(config, client=client_two_workers).result
+    draws = result.all_data.draws
+    assert isinstance(draws, ClusterDraws)
+    n = len(result.data.response)
+    stream = np.random.RandomState(3)
+    expected = np.stack([stream.randint(0, n, size=n) for _ in range(7)])
+    np.testing.assert_array_equal(np.asarray(draws), expected)  # gathered from the cluster
+    travelling = pickle.dumps(draws)
+    assert len(travelling) < 300  # the recipe, not 7 x 199 row positions
+    recipe = pickle.loads(travelling)
+    assert isinstance(recipe, SeededDraws) and recipe.shape == (7, n)
+    np.testing.assert_array_equal(np.asarray(recipe), expected)  # made again: the same
+
+
+def test_draws_are_made_here_when_the_cluster_cannot_give_them(
+    tiny_dataset, output_dir, client_two_workers
+):
+    config = _config(tiny_dataset, output_dir, n_bootstraps=5)
+    draws = run(config, client=client_two_workers).result.topn.draws
+    draws.future.cancel()  # as when the cluster is gone
+    n = draws.shape[1]
+    stream = np.random.RandomState(3 + 10)
+    expected = np.stack([stream.randint(0, n, size=n) for _ in range(5)])
+    np.testing.assert_array_equal(np.asarray(draws), expected)

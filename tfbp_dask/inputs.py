@@ -31,7 +31,7 @@ import io
 import logging
 import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -290,13 +290,11 @@ def prepare_modeling_data(
             f"{_not_columns(unknown_exclude)}; ignored"
         )
 
-    response_ids = [str(feature) for feature in response_table.index]
-    predictor_ids = [str(feature) for feature in predictors_table.index]
+    response_ids = _id_strings(response_table.index)
+    predictor_ids = _id_strings(predictors_table.index)
     # read_table guarantees this; tables built elsewhere get the same message.
-    _check_ids(response_label, response_ids, [f"row {n}" for n in range(1, len(response_ids) + 1)])
-    _check_ids(
-        predictors_label, predictor_ids, [f"row {n}" for n in range(1, len(predictor_ids) + 1)]
-    )
+    _check_ids(response_label, response_ids, lambda: _row_places(len(response_ids)))
+    _check_ids(predictors_label, predictor_ids, lambda: _row_places(len(predictor_ids)))
     common = set(response_ids).intersection(predictor_ids)
     if not common:
         raise _fail(
@@ -376,8 +374,8 @@ def check_predictor_rows(
     are these less its own id). None (some column has a missing, infinite or non-numeric
     value on them) leaves every TF to check its own rows and report what it finds.
     """
-    predictor_ids = [str(feature) for feature in predictors_table.index]
-    common = set(predictor_ids).intersection(str(feature) for feature in response_table.index)
+    predictor_ids = _id_strings(predictors_table.index)
+    common = set(predictor_ids).intersection(_id_strings(response_table.index))
     rows = sorted(common - set(blacklist))
     positions = pd.Index(predictor_ids).get_indexer(rows)
     columns = [str(column) for column in predictors_table.columns]
@@ -507,7 +505,7 @@ def _parse_csv(raw: bytes, label: str) -> pd.DataFrame:
 
     columns = list(zip(*rows))
     ids = [feature.strip() for feature in columns[0]]
-    _check_ids(label, ids, [f"line {line}" for line in lines])
+    _check_ids(label, ids, lambda: [f"line {line}" for line in lines])
     values = [_parse_cells(cells) for cells in columns[1:]]
     return pd.DataFrame(dict(zip(names[1:], values)), index=pd.Index(ids, name=names[0]))
 
@@ -559,7 +557,7 @@ def _parse_parquet(raw: bytes, label: str) -> pd.DataFrame:
     if len(frame) == 0:
         raise _fail(label, "has no data rows")
     ids = ["" if _is_missing(feature) else str(feature).strip() for feature in frame.iloc[:, 0]]
-    _check_ids(label, ids, [f"row {row}" for row in range(1, len(ids) + 1)])
+    _check_ids(label, ids, lambda: _row_places(len(ids)))
     data = {}
     for position, name in enumerate(names[1:], start=1):
         column = frame.iloc[:, position]
@@ -610,13 +608,22 @@ def _check_column_names(label: str, names: list[str]) -> None:
         raise _fail(label, f"duplicate column names: {_preview(duplicated)}")
 
 
-def _check_ids(label: str, ids: list[str], places: list[str]) -> None:
-    empty = [place for place, feature in zip(places, ids) if not feature]
-    if empty:
+def _check_ids(label: str, ids: list[str], places: Callable[[], list[str]]) -> None:
+    """No empty and no repeated id; ``places`` names the rows (made only for a message)."""
+    if not all(ids):
+        empty = [place for place, feature in zip(places(), ids) if not feature]
         raise _fail(label, f"empty feature id at {_preview(empty)}")
-    duplicated = _duplicates(ids)
-    if duplicated:
-        raise _fail(label, f"duplicate feature ids: {_preview(duplicated)}")
+    if len(set(ids)) != len(ids):
+        raise _fail(label, f"duplicate feature ids: {_preview(_duplicates(ids))}")
+
+
+def _row_places(n_rows: int) -> list[str]:
+    return [f"row {row}" for row in range(1, n_rows + 1)]
+
+
+def _id_strings(index: pd.Index) -> list[str]:
+    """The feature ids of ``index`` as Python strings (``tolist`` first: fast for Arrow)."""
+    return [str(feature) for feature in index.tolist()]
 
 
 def _parse_cells(cells: Sequence[str]) -> np.ndarray:

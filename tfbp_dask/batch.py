@@ -8,8 +8,10 @@ TF. ``write_batch_table`` writes ``batch_{timestamp}.csv`` (and ``.parquet``).
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -82,6 +84,7 @@ def run_batch(
         for future in as_completed(futures):
             index = futures[future]
             entries[index] = future.result()
+            _give_back_free_memory()
             done += 1
             logger.info(
                 "batch: %d/%d TFs done (%s: %s)",
@@ -100,6 +103,21 @@ def run_batch(
         raise
     pool.shutdown(wait=True)
     return [entry for entry in entries if entry is not None]
+
+
+def _give_back_free_memory() -> None:
+    """Return the heap's free pages to the system (glibc's ``malloc_trim``; elsewhere nothing).
+
+    A finished TF's arrays are freed, but glibc keeps freed blocks in the arena of the thread
+    that used them: without this the client's peak RSS grew with the TFs done, not with the
+    TFs in flight (382 MB after 50 TFs, 517 MB after 150, 6000 x 150 at 200 bootstraps).
+    """
+    if sys.platform != "linux":
+        return
+    try:
+        ctypes.CDLL(None).malloc_trim(0)
+    except (OSError, AttributeError):  # another C library: nothing to do
+        pass
 
 
 def _timed_run(

@@ -9,6 +9,7 @@ directories for a resumed batch.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import platform
@@ -139,13 +140,19 @@ def file_record(path: Path | None) -> dict[str, Any] | None:
 
 
 def package_versions() -> dict[str, str]:
+    """Python's and the reported packages' versions (looked up once per process)."""
+    return dict(_package_versions())
+
+
+@functools.cache
+def _package_versions() -> tuple[tuple[str, str], ...]:
     versions = {"python": platform.python_version()}
     for name in REPORTED_PACKAGES:
         try:
             versions[name] = version(name)
         except PackageNotFoundError:
             versions[name] = "not installed"
-    return versions
+    return tuple(versions.items())
 
 
 def summary(

@@ -6,6 +6,7 @@ import gc
 import hashlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,6 +16,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from conftest import RemoteCluster, dataset_config
 
@@ -104,6 +106,13 @@ def test_resume_refuses_other_options_or_inputs(tiny_dataset, tmp_path, client_t
         resume(partial, replace(config, response_file=changed), client=client_two_workers)
     with pytest.raises(InputError, match="not the .partial directory"):
         resume(tmp_path, config, client=client_two_workers)
+    # Checkpoints of an older version (no max_iter_reached) are refused, not half-read.
+    older = tmp_path / "older" / partial.name
+    shutil.copytree(partial, older)
+    (checkpoint, *_) = sorted(older.glob("checkpoints/*/b*.parquet"))
+    pq.write_table(pq.read_table(checkpoint).drop(["max_iter_reached"]), checkpoint)
+    with pytest.raises(InputError, match="older tfbp_dask .*no max_iter_reached"):
+        resume(older, config, client=client_two_workers)
     # The seed drawn by the first run is reused: the resumed run is complete and valid.
     outcome = resume(partial, config, client=client_two_workers)
     seed = json.loads((outcome.run_dir / "input_data" / "data_summary.json").read_text())["seed"]

@@ -450,6 +450,19 @@ class RunDirectory:
         return BootstrapFits.concatenate(parts)
 
 
+def unreadable_checkpoints(partial_path: Path) -> list[str]:
+    """Checkpoint files of an interrupted run that lack a column this version writes.
+
+    Checkpoints of an older tfbp_dask (before ``max_iter_reached``) cannot be continued.
+    """
+    directory = Path(partial_path) / CHECKPOINT_DIR
+    old = []
+    for path in sorted(directory.glob("*/b*.parquet")) if directory.is_dir() else []:
+        if not set(_FIT_COLUMNS) <= set(pq.read_schema(path).names):
+            old.append(f"{path.parent.name}/{path.name}")
+    return old
+
+
 def write_checkpoint(directory: Path, fits: BootstrapFits) -> None:
     """One chunk of fitted bootstraps as Parquet in ``directory`` (written atomically)."""
     directory.mkdir(parents=True, exist_ok=True)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .config import WorkflowConfig
 from .engines import N_ITER_MEANING
 from .errors import InputError
-from .outputs import PARTIAL_SUFFIX, read_manifest
+from .outputs import PARTIAL_SUFFIX, read_manifest, unreadable_checkpoints
 from .workflow import TOPN_SEED_OFFSET, WorkflowResult
 
 if TYPE_CHECKING:
@@ -81,6 +81,13 @@ def check_resumable(partial_dir: Path, config: WorkflowConfig) -> int:
         raise InputError(
             f"--resume {partial_dir}: the run used other inputs or options; differs in: "
             + ", ".join(differences)
+        )
+    old = unreadable_checkpoints(partial_dir)
+    if old:
+        raise InputError(
+            f"--resume {partial_dir}: its checkpoints were written by an older tfbp_dask "
+            f"(e.g. {old[0]} has no max_iter_reached column) and cannot be continued; "
+            "start the run again"
         )
     return int(recorded["seed"])
 

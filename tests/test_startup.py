@@ -88,6 +88,8 @@ def test_option_and_missing_file_errors_import_nothing_heavy(tiny_dataset, tmp_p
         [*command, *files, "--bins", "0,8", *out],
         [*command, *files, "--blacklist_file", str(tmp_path / "missing.txt"), *out],
         [*command, "--response_file", str(tmp_path), "--predictors_file", str(predictors), *out],
+        # --resume of a directory that holds no interrupted run (its TF is read from there)
+        ["linear_perturbation_binding_modeling", *files, "--resume", str(tmp_path)],
     ):
         assert _probe(*argv) == {"status": 2, "heavy": []}, argv
     assert not (tmp_path / "out").exists()

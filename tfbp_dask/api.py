@@ -23,7 +23,8 @@ from .config import WorkflowConfig
 from .engines import GIL_FREE_ENGINES
 from .errors import InputError
 from .execution import Executor, PendingExecutor, client_security
-from .outputs import read_manifest, timestamp_now
+from .outputs import timestamp_now
+from .precheck import interrupted_tf
 from .runner import InputCache, ProgressHook, RunOutcome, prepare, run_loaded
 
 if TYPE_CHECKING:
@@ -179,16 +180,6 @@ def available_tfs(response_file: Path, predictors_file: Path) -> list[str]:
     cache = InputCache()
     response_columns = set(cache.table(response_file, "response").columns)
     return [c for c in cache.table(predictors_file, "predictors").columns if c in response_columns]
-
-
-def interrupted_tf(partial_dir: Path) -> str:
-    """The perturbed TF of an interrupted run (from its manifest)."""
-    manifest = read_manifest(Path(partial_dir))
-    if manifest is None:
-        raise InputError(
-            f"--resume {partial_dir}: not the .partial directory of an interrupted run"
-        )
-    return str(manifest["perturbed_tf"])
 
 
 def _check_one_runs(configs: Sequence[WorkflowConfig], cache: InputCache) -> None:

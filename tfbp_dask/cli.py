@@ -485,7 +485,7 @@ ALL_TFS = "all"
 
 def _interrupted_tf(partial_dir: Path) -> str:
     """The perturbed TF of the interrupted run ``--resume`` names (read from its manifest)."""
-    from .api import interrupted_tf
+    from .precheck import interrupted_tf  # reads a JSON file: nothing heavy
 
     return interrupted_tf(partial_dir)
 

@@ -36,13 +36,13 @@ import pyarrow.parquet as pq
 from . import plots
 from .engines import BootstrapFits
 from .interactors import InteractorResult
+from .precheck import MANIFEST
 from .workflow import StageResult, WorkflowResult
 
 logger = logging.getLogger(__name__)
 
 PARTIAL_SUFFIX = ".partial"
 CHECKPOINT_DIR = "checkpoints"
-MANIFEST = "run_manifest.json"
 _FIT_COLUMNS = ("bootstrap", "intercept", "alpha", "cv_mse", "n_iter", "r2", "max_iter_reached")
 STAGE_DIRS = {"all_data": "all_data_results", "topn": "topn_results"}
 STAGE_TITLES = {"all_data": "all data", "topn": "top-N"}
@@ -523,14 +523,6 @@ class _Indexed:
 
     def columns(self) -> pd.DataFrame:
         return self.frame.rename_axis("feature").reset_index()
-
-
-def read_manifest(partial_path: Path) -> dict[str, Any] | None:
-    """The manifest of an interrupted run, or None when there is none."""
-    path = Path(partial_path) / MANIFEST
-    if not path.is_file():
-        return None
-    return json.loads(path.read_text())
 
 
 def _timestamp_of(name: str) -> str:

@@ -12,10 +12,15 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from .errors import InputError
+
+#: An interrupted run's record of its TF, seed, inputs and options (``<run>.partial/``).
+MANIFEST = "run_manifest.json"
 
 PREVIEW_ITEMS = 5
 MAX_ITEM_CHARS = 40
@@ -45,6 +50,28 @@ def check_perturbed_tf(response_file: Path, predictors_file: Path, perturbed_tf:
         raise fail(
             f"{role} file {path}", missing_column_problem(perturbed_tf, columns, "the perturbed TF")
         )
+
+
+def read_manifest(partial_path: Path) -> dict[str, Any] | None:
+    """The manifest of an interrupted run, or None when there is none (or it is unreadable)."""
+    path = Path(partial_path) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) and "perturbed_tf" in manifest else None
+
+
+def interrupted_tf(partial_dir: Path) -> str:
+    """The perturbed TF of the interrupted run in ``partial_dir`` (``--resume``)."""
+    manifest = read_manifest(Path(partial_dir))
+    if manifest is None:
+        raise InputError(
+            f"--resume {partial_dir}: not the .partial directory of an interrupted run"
+        )
+    return str(manifest["perturbed_tf"])
 
 
 def _csv_columns(path: Path) -> list[str] | None:

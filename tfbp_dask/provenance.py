@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 from .config import WorkflowConfig
 from .engines import N_ITER_MEANING
 from .errors import InputError
-from .outputs import PARTIAL_SUFFIX, read_manifest, unreadable_checkpoints
+from .outputs import PARTIAL_SUFFIX, unreadable_checkpoints
+from .precheck import read_manifest
 from .workflow import TOPN_SEED_OFFSET, WorkflowResult
 
 if TYPE_CHECKING:

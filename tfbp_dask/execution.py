@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 from distributed import Client, LocalCluster, as_completed, fire_and_forget
+from distributed.comm.core import CommClosedError
 from distributed.security import Security
 from threadpoolctl import threadpool_limits
 
@@ -405,9 +406,13 @@ class Executor:
     def describe(self) -> dict[str, Any]:
         """Address, workers and threads of the cluster (for ``data_summary.json``)."""
         address = getattr(self.client.scheduler, "address", None)
+        lost = {"address": address, "embedded": self.cluster is not None, "lost": True}
         if self.client.status != "running":
-            return {"address": address, "embedded": self.cluster is not None, "lost": True}
-        threads = self.client.nthreads()
+            return lost
+        try:
+            threads = self.client.nthreads()
+        except (OSError, TimeoutError):  # the scheduler went away (the client may not know yet)
+            return lost
         return {
             "address": address,
             "embedded": self.cluster is not None,
@@ -573,9 +578,17 @@ class Executor:
         with self._stage_in_flight() as stages:  # this stage and those of other TFs
             chunk = chunk_size or default_chunk_size(n_bootstraps, max(1, self.n_workers), stages)
             token = uuid.uuid4().hex[:12]
-            X_future, y_future, classes_future = self.client.scatter(
-                [X, y, classes], broadcast=True, hash=False
-            )
+            try:
+                X_future, y_future, classes_future = self.client.scatter(
+                    [X, y, classes], broadcast=True, hash=False
+                )
+            except (OSError, TimeoutError) as error:  # CommClosedError is an OSError
+                if self.client.status != "running" or isinstance(error, CommClosedError):
+                    raise SchedulerLost(
+                        f"lost the connection to the Dask scheduler before {label} "
+                        f"({type(error).__name__}: {_one_line(error)})"
+                    ) from error
+                raise
             chunks = _chunks(missing, chunk)
             n = len(chunks)
             if isinstance(draws, ClusterDraws):
@@ -648,7 +661,7 @@ class Executor:
         """The exception that says why a chunk came back without results."""
         if self._stopping.is_set():
             return StageFailure(f"{label}: stopped before bootstraps {ids[0]}-{ids[-1]} were done")
-        if self.client.status != "running":
+        if self.client.status != "running" or isinstance(error, CommClosedError):
             return SchedulerLost(
                 f"lost the connection to the Dask scheduler during {label} "
                 f"(bootstraps {ids[0]}-{ids[-1]} unfinished)"

@@ -55,6 +55,7 @@ WARM_ENGINE_PRIORITY = 10
 WARM_FIGURES_PRIORITY = -10
 # A stage's draws and their slices go before queued fits: the stage's own fits wait for them.
 DRAWS_PRIORITY = 5
+LONE_STAGE_PRIORITY = 1
 
 
 class StageFailure(RuntimeError):
@@ -616,6 +617,10 @@ class Executor:
                 [store] * n,
                 key=[f"tfbp-fit-{label}-{token}-{ids[0]}" for ids in chunks],
                 retries=TASK_RETRIES,
+                # A lone stage's fits go before the tables and figures of the stage before
+                # it (they are next on the critical path); when stages of several TFs are in
+                # flight, all go in submission order, so that no TF's files wait for ever.
+                priority=LONE_STAGE_PRIORITY if stages == 1 else 0,
             )
             futures = dict(zip(submitted, chunks))
             with self._lock:

@@ -19,8 +19,6 @@ import tfbp_dask
 import tfbp_dask.api
 from tfbp_dask.errors import InputError
 from tfbp_dask.execution import Executor
-from tfbp_dask.inputs import load_inputs
-from tfbp_dask.precheck import check_perturbed_tf
 
 HEAVY = ("dask", "distributed", "pandas", "scipy", "sklearn", "matplotlib", "numba", "pyarrow")
 
@@ -93,45 +91,6 @@ def test_option_and_missing_file_errors_import_nothing_heavy(tiny_dataset, tmp_p
     ):
         assert _probe(*argv) == {"status": 2, "heavy": []}, argv
     assert not (tmp_path / "out").exists()
-
-
-def test_a_perturbed_tf_missing_from_the_headers_is_refused_before_anything_heavy(
-    tiny_dataset, tmp_path
-):
-    """One TF that no CSV column is named after: the full check's own message, at once."""
-    _, response, predictors = tiny_dataset
-    files = ["--response_file", str(response), "--predictors_file", str(predictors)]
-    argv = ["linear_perturbation_binding_modeling", *files, "--perturbed_tf", "tf01"]
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE.format(heavy=HEAVY), *argv, "--output_dir", str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    error, probe = done.stderr.strip().splitlines()[-2:]
-    assert json.loads(probe) == {"status": 2, "heavy": []}
-    with pytest.raises(InputError) as full_check:
-        load_inputs(response, predictors, "tf01")
-    assert error == f"tfbp-dask: error: {full_check.value}"
-    assert "close matches: 'TF01'" in error
-    assert not list(tmp_path.iterdir())
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "gene_id,TF01,TF02,TF01\nYAL002W,1,2,3\n",  # duplicate names: the full check says so
-        "YAL001C,1.5,2.5\nYAL002W,1,2\n",  # no header line at all
-        "gene_id,TF02",  # no complete line
-        "\xef\xbb\xbfgene_id,TF02\nYAL002W,\xff\n",  # not UTF-8 further on
-    ],
-)
-def test_headers_the_precheck_cannot_judge_are_left_to_the_full_check(tmp_path, text):
-    path = tmp_path / "predictors.csv"
-    path.write_bytes(text.encode("latin-1"))
-    response = tmp_path / "response.csv"
-    response.write_text("gene_id,TF09\nYAL002W,1\n")
-    check_perturbed_tf(response, path, "TF09")  # no verdict here
 
 
 def test_version_prints_the_package_version():

@@ -429,12 +429,6 @@ def linear_perturbation_binding_modeling(
         tls_key=tls_key,
     ).validate()
     config.check_files()
-    if len(tfs) == 1 and tfs != [ALL_TFS] and perturbed_tfs_file is None and resume is None:
-        # One TF: a header that lacks it is reported before the heavy imports. (In a
-        # batch a missing TF fails that TF only; a resumed run's TF comes from its manifest.)
-        from .precheck import check_perturbed_tf
-
-        check_perturbed_tf(response_file, predictors_file, tfs[0])
     from .engines import GIL_FREE_ENGINES
 
     global _no_worker_processes

@@ -570,9 +570,9 @@ def entry() -> None:
     pandas', Dask's and matplotlib's modules object by object) took ~0.7 s of a
     short run and serves nobody. So the log and the streams are flushed and the
     process ends at once. The same after bad input (exit 2, nothing was written)
-    when the cluster starting in the background is threads of this process (the
-    ``gram`` engine's), which end with it: otherwise waiting for it to come up
-    and be closed took 1-1.5 s. Worker processes (``--engine sklearn``) are
+    when what starts in the background ends with this process: the ``gram``
+    engine's worker threads, or a connection to a remote scheduler. Waiting for
+    them to come up and be closed took 1-1.5 s. Worker processes (``--engine sklearn``) are
     stopped the ordinary way, as is every other failure. ``main`` itself never
     ends the process this way: tests and scripts call it in theirs.
     """

@@ -295,7 +295,6 @@ class Executor:
                 remote.dashboard_link,
             )
             return executor
-        # The dashboard of an embedded cluster is for this machine's user only.
         # Dask's HTTP server (health, metrics; the dashboard when asked for) listens on
         # loopback only: the embedded cluster is for this machine's user.
         port = DASHBOARD_PORT if dashboard and _free_port(DASHBOARD_PORT) else 0

@@ -90,14 +90,21 @@ def _fit_chunk(
     X = np.array(X, order="K", copy=True)
     y = np.array(y, copy=True)
     weights = draws_to_weights(draws, normalize=normalize_weights)
-    # Pinning is process-wide: threads of one process that enter and leave it at once
-    # would restore each other's limits, so engines that need no BLAS skip it.
-    with nullcontext() if engine in GIL_FREE_ENGINES else threadpool_limits(limits=1):
+    with _blas_pinned(engine):
         test_folds = bootstrap_test_folds(classes, bootstrap)
         fits = get_engine(engine)(X, y, bootstrap, weights, test_folds, params)
     if store is not None:
         store(fits)
     return fits
+
+
+def _blas_pinned(engine: str) -> Any:
+    """BLAS pinned to one thread for an engine that calls it; nothing for the others.
+
+    Pinning is process-wide: threads of one process that enter and leave it at once
+    would restore each other's limits, so engines that need no BLAS skip it.
+    """
+    return nullcontext() if engine in GIL_FREE_ENGINES else threadpool_limits(limits=1)
 
 
 def _stage_draws(recipe: SeededDraws) -> np.ndarray:
@@ -164,7 +171,7 @@ def _worker_tfbp_version() -> str:
 
 def _warm_engine(engine: str) -> None:
     """Worker side: import the engine and load (or compile) its kernels."""
-    with nullcontext() if engine in GIL_FREE_ENGINES else threadpool_limits(limits=1):
+    with _blas_pinned(engine):
         warm_up(engine)
 
 
@@ -532,11 +539,11 @@ class Executor:
             Engine name (``sklearn``, ``gram``).
         X : ndarray of shape (n_samples, n_terms)
         y : ndarray of shape (n_samples,)
-        draws : ndarray of shape (n_bootstraps, n_samples), or ClusterDraws
-            Row positions drawn for each bootstrap (a compact integer type); a
-            chunk's rows of them travel with its task, which makes the weights
-            (the client never holds a weight matrix). ``ClusterDraws`` (from
-            ``draw``) stay on the cluster: a small task cuts each chunk's rows.
+        draws : ClusterDraws
+            The stage's draws (``draw``): row positions in a compact integer
+            type, kept on the cluster; a small task cuts each chunk's rows and
+            the fit task makes the weights from them (the client never holds
+            the draws or a weight matrix).
         normalize_weights : bool
             Scale each bootstrap's weights to sum to 1.
         classes : ndarray of shape (n_samples,)
@@ -591,18 +598,15 @@ class Executor:
                 raise
             chunks = _chunks(missing, chunk)
             n = len(chunks)
-            if isinstance(draws, ClusterDraws):
-                rows = self.client.map(
-                    _draw_rows,
-                    [draws.future] * n,
-                    [int(ids[0]) for ids in chunks],
-                    [int(ids[-1]) + 1 for ids in chunks],
-                    key=[f"tfbp-rows-{label}-{token}-{ids[0]}" for ids in chunks],
-                    retries=TASK_RETRIES,
-                    priority=DRAWS_PRIORITY,
-                )
-            else:
-                rows = [draws[ids[0] : ids[-1] + 1] for ids in chunks]  # runs of consecutive ids
+            rows = self.client.map(  # chunks are runs of consecutive ids
+                _draw_rows,
+                [draws.future] * n,
+                [int(ids[0]) for ids in chunks],
+                [int(ids[-1]) + 1 for ids in chunks],
+                key=[f"tfbp-rows-{label}-{token}-{ids[0]}" for ids in chunks],
+                retries=TASK_RETRIES,
+                priority=DRAWS_PRIORITY,
+            )
             submitted = self.client.map(  # one message for the whole stage
                 _fit_chunk,
                 [engine] * n,
@@ -644,9 +648,8 @@ class Executor:
                     future.release()
                 for future in (X_future, y_future, classes_future):
                     future.release()
-                for part in rows:
-                    if not isinstance(part, np.ndarray):
-                        part.release()
+                for future in rows:
+                    future.release()
             return BootstrapFits.concatenate(parts)
 
     @contextmanager

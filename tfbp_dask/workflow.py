@@ -24,12 +24,7 @@ from .engines import BootstrapFits, LassoParams, solver_note, solver_of
 from .errors import InputError
 from .inputs import ModelingData
 from .interactors import InteractorResult, evaluate_interactors
-from .resampling import (
-    N_FOLDS,
-    bootstrap_draws,
-    stratification_classes,
-    stratification_problem,
-)
+from .resampling import N_FOLDS, stratification_classes, stratification_problem
 
 logger = logging.getLogger(__name__)
 
@@ -40,13 +35,17 @@ MAX_SEED = 2**32 - 1 - TOPN_SEED_OFFSET
 class BootstrapFitter(Protocol):
     """What the workflow needs from an executor."""
 
+    def draw(self, n_samples: int, n_bootstraps: int, seed: int) -> Any:
+        """A stage's draws (``resampling.bootstrap_draws``), made where the fits run."""
+        ...
+
     def fit_bootstraps(
         self,
         label: str,
         engine: str,
         X: np.ndarray,
         y: np.ndarray,
-        draws: np.ndarray,
+        draws: Any,
         normalize_weights: bool,
         classes: np.ndarray,
         params: LassoParams,
@@ -310,9 +309,7 @@ def _bootstrap_stage(
     predictors = data.predictors.loc[rows]
     y = data.response.loc[rows].to_numpy(dtype=float)
     classes = stratification_classes(predictors[ptf].to_numpy(), config.bins)
-    # Made on the cluster when the fitter can (the client then holds no draws), else here.
-    draw = getattr(fitter, "draw", None)
-    draws = (draw or bootstrap_draws)(len(rows), config.n_bootstraps, seed)
+    draws = fitter.draw(len(rows), config.n_bootstraps, seed)  # made on the cluster
     params = LassoParams(max_iter=config.max_iter)
 
     stopped: list[tuple[str, int]] = []  # (solver, fits cut at --max_iter) of every fit

@@ -36,6 +36,26 @@ FUZZ_SETTINGS = {
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+#: The command as a user runs it, in a fresh interpreter.
+CLI = [sys.executable, "-m", "tfbp_dask", "linear_perturbation_binding_modeling"]
+
+
+def cli_env() -> dict[str, str]:
+    """The command's environment: warnings are errors in it and its workers, as in the suite.
+
+    A warning a user would see on the path they run (a deprecation, a race for a port)
+    then fails the test that meets it instead of scrolling past.
+    """
+    return {**os.environ, "PYTHONWARNINGS": "error"}
+
+
+def run_cli(*args: str, cwd: Path | None = None, timeout: float = 300):
+    """Run the command with ``args`` to its end; its ``CompletedProcess`` (text output)."""
+    return subprocess.run(
+        [*CLI, *args], capture_output=True, text=True, cwd=cwd, env=cli_env(), timeout=timeout
+    )
+
+
 def png_size(png: bytes) -> tuple[int, int]:
     """Width and height in pixels, from the IHDR chunk (bytes 16-24 of every PNG)."""
     assert png[:8] == PNG_SIGNATURE

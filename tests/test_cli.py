@@ -13,7 +13,7 @@ from unittest import mock
 import pandas as pd
 import pytest
 from bad_input_cases import CASES, PERTURBED_TF, valid_files
-from conftest import ClusterStub, png_size
+from conftest import ClusterStub, png_size, run_cli
 
 from tfbp_dask import WorkflowConfig
 from tfbp_dask.cli import main
@@ -26,19 +26,6 @@ TABLES = (
     "feature_importance",
 )
 PLOTS = ("coefficient_cis.png", "alpha_distribution.png", "selection_frequency.png")
-
-
-def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    # Warnings are errors in the command's process and its workers, as in the suite.
-    env = {**os.environ, "PYTHONWARNINGS": "error"}
-    return subprocess.run(
-        [sys.executable, "-m", "tfbp_dask", COMMAND, *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=300,
-    )
 
 
 def _run_dirs(output_dir: Path) -> list[Path]:
@@ -56,7 +43,7 @@ def _assert_twin(path_without_suffix: Path) -> pd.DataFrame:
 def test_full_run_writes_the_documented_layout(small_dataset, tmp_path):
     data, response, predictors = small_dataset
     output_dir = tmp_path / "out"
-    done = _cli(
+    done = run_cli(
         "--response_file",
         str(response),
         "--predictors_file",
@@ -176,11 +163,11 @@ def test_run_without_seed_records_a_seed_that_reproduces_it(tiny_dataset, tmp_pa
         "--n_cpus",
         "1",
     ]
-    first = _cli(*common, "--output_dir", str(tmp_path / "a"))
+    first = run_cli(*common, "--output_dir", str(tmp_path / "a"))
     assert first.returncode == 0, first.stderr
     (run_a,) = _run_dirs(tmp_path / "a")
     seed = json.loads((run_a / "input_data" / "data_summary.json").read_text())["seed"]
-    second = _cli(*common, "--random_state", str(seed), "--output_dir", str(tmp_path / "b"))
+    second = run_cli(*common, "--random_state", str(seed), "--output_dir", str(tmp_path / "b"))
     assert second.returncode == 0, second.stderr
     (run_b,) = _run_dirs(tmp_path / "b")
     # The same tables, byte for byte, whichever stage the drawn seed let the run reach.
@@ -289,7 +276,7 @@ def test_infeasible_stratification_exits_2_before_any_fit(options, expected, tmp
 
 def test_bad_input_from_a_real_process_has_no_traceback(tmp_path):
     response, predictors = valid_files(tmp_path)
-    done = _cli(
+    done = run_cli(
         "--response_file",
         str(response),
         "--predictors_file",

@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import replace
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import RemoteCluster, dataset_config
+from conftest import CLI, RemoteCluster, cli_env, dataset_config
 
 from tfbp_dask import WorkflowConfig, execution, resume, run, run_many
 from tfbp_dask.errors import InputError
@@ -128,11 +127,7 @@ def _cli(*args: str) -> subprocess.Popen:
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return subprocess.Popen(
-            [sys.executable, "-m", "tfbp_dask", "linear_perturbation_binding_modeling", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "PYTHONWARNINGS": "error"},  # warnings are errors, as in the suite
+            [*CLI, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env()
         )
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
-from conftest import dataset_config
+from conftest import dataset_config, run_cli
 
 from tfbp_dask import WorkflowConfig, run
 from tfbp_dask.datagen import make_dataset, write_dataset
-
-COMMAND = "linear_perturbation_binding_modeling"
-
-
-def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "tfbp_dask", COMMAND, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env={**os.environ, "PYTHONWARNINGS": "error"},  # warnings are errors, as in the suite
-    )
 
 
 def _config(dataset, output_dir: Path, **options) -> WorkflowConfig:
@@ -60,7 +45,7 @@ def test_cli_batch_on_remote_cluster_survives_a_failing_tf(tiny_dataset, tmp_pat
     broken = tmp_path / "response_without_tf02.csv"
     data.response.drop(columns="TF02").to_csv(broken, index=False)
     out = tmp_path / "batch"
-    done = _cli(
+    done = run_cli(
         "--response_file", str(broken), "--predictors_file", str(predictors),
         "--perturbed_tf", "TF01,TF02,TF03", "--n_bootstraps", "16", "--top_n", "120",
         "--random_state", "1", "--output_dir", str(out),
@@ -88,7 +73,7 @@ def test_cli_batch_on_remote_cluster_survives_a_failing_tf(tiny_dataset, tmp_pat
 def test_unreachable_scheduler_exits_2_quickly(tiny_dataset, tmp_path):
     _, response, predictors = tiny_dataset
     started = time.monotonic()
-    done = _cli(
+    done = run_cli(
         "--response_file", str(response), "--predictors_file", str(predictors),
         "--perturbed_tf", "TF01", "--output_dir", str(tmp_path / "out"),
         "--scheduler_address", "tcp://127.0.0.1:9", "--connect_timeout", "5",
@@ -110,13 +95,14 @@ def test_cli_all_and_tfs_file_name_the_batch(tmp_path, remote_cluster):
         "--n_bootstraps", "8", "--top_n", "60", "--random_state", "1",
         "--scheduler_address", remote_cluster.address,
     ]  # fmt: skip
-    done = _cli(*common, "--perturbed_tf", "all", "--output_dir", str(tmp_path / "all"))
+    done = run_cli(*common, "--perturbed_tf", "all", "--output_dir", str(tmp_path / "all"))
     assert done.returncode == 0, done.stderr
     (batch_csv,) = (tmp_path / "all").glob("batch_*[0-9].csv")
     assert pd.read_csv(batch_csv)["perturbed_tf"].tolist() == ["TF01", "TF02", "TF03", "TF04"]
     tfs_file = tmp_path / "tfs.txt"
     tfs_file.write_text("# two of them\nTF03\n\nTF01\n")
-    done = _cli(*common, "--perturbed_tfs_file", str(tfs_file), "--output_dir", str(tmp_path / "f"))
+    out = ["--output_dir", str(tmp_path / "f")]
+    done = run_cli(*common, "--perturbed_tfs_file", str(tfs_file), *out)
     assert done.returncode == 0, done.stderr
     (batch_csv,) = (tmp_path / "f").glob("batch_*[0-9].csv")
     assert pd.read_csv(batch_csv)["perturbed_tf"].tolist() == ["TF03", "TF01"]

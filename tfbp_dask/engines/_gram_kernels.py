@@ -261,7 +261,7 @@ def _homotopy(
             if event == _EVENT_DROP:
                 beta[active[who]] = 0.0
             while grid < n_stop:
-                coefs[grid, :] = beta
+                _copy_row(beta, coefs, grid)
                 grid += 1
             return steps, True
         for j in range(p):
@@ -461,6 +461,17 @@ def _coordinate_descent(
 
 
 @_compiled
+def _copy_row(source: np.ndarray, target: np.ndarray, row: int) -> None:
+    """``target[row] = source``, element by element.
+
+    The slice assignment would compile numba's broadcasting checks with their
+    formatted error messages: seconds of a first run's compilation for a copy.
+    """
+    for j in range(source.shape[0]):
+        target[row, j] = source[j]
+
+
+@_compiled
 def _cd_path(
     Q: np.ndarray,
     q: np.ndarray,
@@ -501,7 +512,7 @@ def _cd_path(
             Q, q, yy, usable, alphas[a], tol, max_iter, rows_variant, random, seeds[a], w, Qw
         )
         converged = converged and done
-        coefs[a] = w
+        _copy_row(w, coefs, a)
     return converged
 
 
@@ -773,8 +784,8 @@ def _solve_block(
             stopped = stopped or cut_short
             beta = coefs[i_best]
         capped[b] = stopped
-        coef[b] = beta
-        xbar[b] = xb
+        _copy_row(beta, coef, b)
+        _copy_row(xb, xbar, b)
         ybar[b] = yb
 
         # Weighted residual variance: yy - 2 q'beta + beta'Q beta.

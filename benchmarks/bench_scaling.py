@@ -96,7 +96,7 @@ def _client(
     """
     command = [sys.executable, "-m", "tfbp_dask", COMMAND, *argv]
     if profile is not None:
-        command = ["py-spy", "record", "--threads", "--format", "speedscope",
+        command = ["py-spy", "record", "--threads", "--gil", "--format", "speedscope",
                    "--rate", "50", "-o", str(profile), "--", *command]  # fmt: skip
     started = time.perf_counter()
     with open(log, "ab") as console:

@@ -136,7 +136,7 @@ def _timed_run(
     except InputError as error:  # this TF only (e.g. absent from the response file)
         return _failed_entry(config.perturbed_tf, error, time.perf_counter() - started)
     try:
-        outcome = run_loaded(config, data, executor, progress, resume_from)
+        outcome = run_loaded(config, data, executor, progress, resume_from, in_batch=True)
     except Exception as error:
         logger.error("%s failed: %s: %s", config.perturbed_tf, type(error).__name__, error)
         return _failed_entry(config.perturbed_tf, error, time.perf_counter() - started)

@@ -113,8 +113,18 @@ def design_matrix(
     ndarray of shape (n_rows, n_terms), Fortran order
     """
     X = np.empty((len(predictors), len(terms)), order="F")
+    positions = {str(column): k for k, column in enumerate(predictors.columns)}
+    pairs = [
+        (j, positions[term.column]) for j, term in enumerate(terms) if term.kind == "interaction"
+    ]
+    if pairs:  # the table's values once, not a pandas column per term
+        values = predictors.to_numpy(dtype=float)
+        ptf = values[:, positions[perturbed_tf]]
+        for j, k in pairs:
+            np.multiply(ptf, values[:, k], out=X[:, j])
     for j, term in enumerate(terms):
-        X[:, j] = term.values(predictors, perturbed_tf)
+        if term.kind != "interaction":
+            X[:, j] = term.values(predictors, perturbed_tf)
     if scale_by_std:
         std = X.std(axis=0)
         std[std == 0] = 1.0

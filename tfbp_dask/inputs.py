@@ -125,6 +125,12 @@ class CheckedPredictors:
     ids: pd.Index
     columns: tuple[str, ...]
     values: np.ndarray  # float64, (len(ids), len(columns))
+    # How the rows were found, so that a TF of the same tables takes its rows without
+    # matching thousands of ids again (``_rows_from_checked``).
+    tables: tuple[pd.DataFrame, pd.DataFrame] | None = None  # (response, predictors)
+    blacklist: frozenset[str] = frozenset()
+    response_rows: np.ndarray | None = None  # each id's row in the response table
+    counts: tuple[int, int, int, int] = (0, 0, 0, 0)  # response, predictor, common, blacklisted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -290,6 +296,26 @@ def prepare_modeling_data(
             f"{_not_columns(unknown_exclude)}; ignored"
         )
 
+    aligned = _rows_from_checked(
+        checked, response_table, predictors_table, blacklist, perturbed_tf, min_rows
+    )
+    if aligned is not None:
+        index, response_rows, matrix, feature_counts = aligned
+        response_values, problem = _checked_column(
+            response_table.iloc[response_rows, response_position],
+            response_columns[response_position],
+            index,
+        )
+        if problem is not None:
+            raise _fail(response_label, problem)
+        return ModelingData(
+            perturbed_tf=perturbed_tf,
+            response=pd.Series(response_values, index=index, name=perturbed_tf, dtype=np.float64),
+            predictors=pd.DataFrame(matrix, index=index, columns=pd.Index(predictor_columns)),
+            feature_counts=feature_counts,
+            warnings=tuple(warnings),
+        )
+
     response_ids = _id_strings(response_table.index)
     predictor_ids = _id_strings(predictors_table.index)
     # read_table guarantees this; tables built elsewhere get the same message.
@@ -375,8 +401,10 @@ def check_predictor_rows(
     value on them) leaves every TF to check its own rows and report what it finds.
     """
     predictor_ids = _id_strings(predictors_table.index)
-    common = set(predictor_ids).intersection(_id_strings(response_table.index))
-    rows = sorted(common - set(blacklist))
+    response_ids = _id_strings(response_table.index)
+    common = set(predictor_ids).intersection(response_ids)
+    blacklist = frozenset(blacklist)
+    rows = sorted(common - blacklist)
     positions = pd.Index(predictor_ids).get_indexer(rows)
     columns = [str(column) for column in predictors_table.columns]
     values = []
@@ -388,7 +416,15 @@ def check_predictor_rows(
             return None
         values.append(column_values)
     matrix = np.column_stack(values) if values else np.empty((len(rows), 0))
-    return CheckedPredictors(pd.Index(rows), tuple(columns), matrix)
+    return CheckedPredictors(
+        pd.Index(rows, name=response_table.index.name),
+        tuple(columns),
+        matrix,
+        tables=(response_table, predictors_table),
+        blacklist=blacklist,
+        response_rows=pd.Index(response_ids).get_indexer(rows),
+        counts=(len(response_ids), len(predictor_ids), len(common), len(common & blacklist)),
+    )
 
 
 def load_inputs(
@@ -690,6 +726,51 @@ def _checked_column(
                 f"{_preview(features, total=int(positions.size))}"
             )
     return values, None
+
+
+def _rows_from_checked(
+    checked: CheckedPredictors | None,
+    response_table: pd.DataFrame,
+    predictors_table: pd.DataFrame,
+    blacklist: Iterable[str],
+    perturbed_tf: str,
+    min_rows: int,
+) -> tuple[pd.Index, np.ndarray, np.ndarray, dict[str, int]] | None:
+    """A TF's modeled ids, response rows, predictor values and counts, from a batch's checked rows.
+
+    The same as aligning the tables anew: the checked rows are the ids both tables share less
+    the blacklist, sorted; the TF's are those less its own id. None when ``checked`` was made
+    from other tables or another blacklist, or too few rows are left (the full path then says
+    what is wrong).
+    """
+    if (
+        checked is None
+        or checked.tables is None
+        or checked.response_rows is None
+        or checked.tables[0] is not response_table
+        or checked.tables[1] is not predictors_table
+        or checked.columns != tuple(str(column) for column in predictors_table.columns)
+        or checked.blacklist != frozenset(blacklist)
+    ):
+        return None
+    keep = np.ones(len(checked.ids), dtype=bool)
+    if perturbed_tf in checked.ids:
+        keep[checked.ids.get_loc(perturbed_tf)] = False
+    n_modeled = int(keep.sum())
+    if n_modeled < min_rows:
+        return None
+    n_response, n_predictors, n_common, n_blacklisted = checked.counts
+    own_id_removed = n_modeled < len(checked.ids)
+    counts = {
+        "response_rows": n_response,
+        "predictor_rows": n_predictors,
+        "common": n_common,
+        "blacklisted_removed": n_blacklisted + int(own_id_removed),
+        "modeled": n_modeled,
+    }
+    if not own_id_removed:
+        return checked.ids, checked.response_rows, checked.values.copy(), counts
+    return checked.ids[keep], checked.response_rows[keep], checked.values[keep], counts
 
 
 def _checked_rows(

@@ -207,6 +207,7 @@ class RunDirectory:
         timestamp: str = "",
         render: Renderer = render_here,
         offload: Renderer | None = None,
+        one_task_per_stage: bool = False,
     ) -> None:
         self.timestamp = timestamp or timestamp_now()
         base = f"{perturbed_tf}{output_suffix}_{self.timestamp}"
@@ -221,12 +222,17 @@ class RunDirectory:
         self.finished = False
         self._render = render
         self._offload = offload
+        self._one_task_per_stage = one_task_per_stage
         self._pending_plots: list[tuple[Path, PlotHandle]] = []
         self._pending_files: list[PlotHandle] = []
 
     @classmethod
     def reopen(
-        cls, partial_path: Path, render: Renderer = render_here, offload: Renderer | None = None
+        cls,
+        partial_path: Path,
+        render: Renderer = render_here,
+        offload: Renderer | None = None,
+        one_task_per_stage: bool = False,
     ) -> RunDirectory:
         """The ``.partial`` directory of an interrupted run, to finish it."""
         partial_path = Path(partial_path)
@@ -238,6 +244,7 @@ class RunDirectory:
         run_dir.finished = False
         run_dir._render = render
         run_dir._offload = offload
+        run_dir._one_task_per_stage = one_task_per_stage
         run_dir._pending_plots = []
         run_dir._pending_files = []
         return run_dir
@@ -280,11 +287,17 @@ class RunDirectory:
         Offloaded, each figure is a task that draws and writes it (the PNG
         never travels; submitted first, the figures of a stage are on disk
         while the next stage runs), and a stage's tables are one more task.
+        With ``one_task_per_stage`` (a batch, whose TFs keep the workers busy
+        anyway) the tables and figures of a stage are one task: fewer
+        messages for the client per TF.
         """
         if self._offload is None:
             write_tables(tables)
             for path, plot, args in figures:
                 self._pending_plots.append((path, self._render(plot, *args)))
+            return
+        if self._one_task_per_stage:
+            self._pending_files.append(self._offload(write_files, tables, figures))
             return
         for figure in figures:
             self._pending_files.append(self._offload(write_files, [], [figure]))

@@ -151,8 +151,13 @@ def run_loaded(
     executor: Executor,
     progress: ProgressHook | None,
     resume_from: Path | None = None,
+    in_batch: bool = False,
 ) -> RunOutcome:
-    """Run one TF whose inputs are prepared; a new run, or ``resume_from`` a ``.partial``."""
+    """Run one TF whose inputs are prepared; a new run, or ``resume_from`` a ``.partial``.
+
+    ``in_batch``: other TFs share the cluster, so a stage's files are written by
+    one task (``RunDirectory``'s ``one_task_per_stage``).
+    """
     started = time.perf_counter()
     # Workers that see the output directory write the tables and checkpoints.
     offload = executor.offload if executor.sees(config.output_dir) else None
@@ -163,11 +168,14 @@ def run_loaded(
             config.output_suffix,
             render=executor.render,
             offload=offload,
+            one_task_per_stage=in_batch,
         )
         seed = choose_seed(config.random_state)
         run_dir.save_manifest(provenance.manifest(config, seed))
     else:
-        run_dir = RunDirectory.reopen(resume_from, render=executor.render, offload=offload)
+        run_dir = RunDirectory.reopen(
+            resume_from, render=executor.render, offload=offload, one_task_per_stage=in_batch
+        )
         seed = provenance.check_resumable(resume_from, config)
     handler = provenance.attach_log(run_dir.log_path)
     result = WorkflowResult(config=config, data=data, seed=seed, stage1_terms=[])

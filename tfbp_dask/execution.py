@@ -21,6 +21,7 @@ import threading
 import time
 import uuid
 import warnings
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
@@ -28,15 +29,19 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
+import pandas as pd
 from distributed import Client, LocalCluster, as_completed, fire_and_forget
 from distributed.comm.core import CommClosedError
 from distributed.security import Security
 from threadpoolctl import threadpool_limits
 
 from ._version import __version__
+from .design import Term, design_matrix
 from .engines import GIL_FREE_ENGINES, BootstrapFits, LassoParams, get_engine, warm_up
 from .errors import ClusterUnavailable
+from .inputs import CheckedPredictors, CheckedRows
 from .resampling import SeededDraws, bootstrap_test_folds, draws_to_weights
 from .tls import ClientFiles, refusal, unusable_files
 
@@ -115,6 +120,36 @@ def _stage_draws(recipe: SeededDraws) -> np.ndarray:
 def _draw_rows(draws: np.ndarray, start: int, stop: int) -> np.ndarray:
     """Worker side: the draws of bootstraps ``start`` to ``stop - 1`` (one chunk's)."""
     return draws[start:stop].copy()
+
+
+def _shared_values(values: np.ndarray) -> np.ndarray:
+    """Worker side: a batch's checked predictor values, the task's own argument.
+
+    Held by a task rather than scattered, so that a worker lost with the only
+    copy costs a recomputation from the task, not the TFs that need it.
+    """
+    return values
+
+
+def _stage_design(
+    values: np.ndarray,
+    keep: np.ndarray | None,
+    columns: list[str],
+    perturbed_tf: str,
+    terms: list[Term],
+    scale_by_std: bool,
+) -> np.ndarray:
+    """Worker side: a design matrix on rows ``keep`` of a batch's checked predictor values."""
+    rows = values if keep is None else values[keep]
+    return design_matrix(pd.DataFrame(rows, columns=columns), perturbed_tf, terms, scale_by_std)
+
+
+@dataclass(frozen=True)
+class ClusterMatrix:
+    """A stage's design matrix, made by a task on the cluster (``Executor.design``)."""
+
+    future: Any
+    shape: tuple[int, int]
 
 
 class ClusterDraws:
@@ -228,6 +263,12 @@ class Executor:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _in_flight: set = field(default_factory=set, repr=False)
     _seen: dict = field(default_factory=dict, repr=False)
+    # Per batch inputs (a CheckedPredictors), the task holding their values (``shared``);
+    # an entry goes with its batch.
+    _shared: weakref.WeakKeyDictionary = field(
+        default_factory=weakref.WeakKeyDictionary, repr=False
+    )
+    _sharing: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _stages: int = field(default=0, repr=False)
     _dashboard: bool = field(default=False, repr=False)  # an embedded cluster's, when served
 
@@ -501,6 +542,49 @@ class Executor:
             self._seen[directory] = seen
         return seen
 
+    def shared(self, checked: CheckedPredictors) -> Any:
+        """A future of ``checked.values`` on the cluster: sent once per batch, not once per TF."""
+        with self._sharing:
+            future = self._shared.get(checked)
+            if future is None or future.status in ("cancelled", "lost", "error"):
+                # The values travel inside the task (recomputed if its worker is lost);
+                # Dask's warning about a large graph is meant for repeated data.
+                with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1TiB"}):
+                    future = self.client.submit(
+                        _shared_values,
+                        checked.values,
+                        key=f"tfbp-predictors-{uuid.uuid4().hex[:12]}",
+                        pure=False,
+                        retries=TASK_RETRIES,
+                        priority=DRAWS_PRIORITY,
+                    )
+                self._shared[checked] = future
+            return future
+
+    def design(
+        self,
+        rows: CheckedRows,
+        columns: list[str],
+        perturbed_tf: str,
+        terms: list[Term],
+        scale_by_std: bool,
+    ) -> ClusterMatrix:
+        """Start making a design matrix on the cluster, from a batch's shared predictors."""
+        future = self.client.submit(
+            _stage_design,
+            self.shared(rows.checked),
+            rows.keep,
+            list(columns),
+            perturbed_tf,
+            list(terms),
+            scale_by_std,
+            key=f"tfbp-design-{perturbed_tf}-{uuid.uuid4().hex[:12]}",
+            retries=TASK_RETRIES,
+            priority=DRAWS_PRIORITY,
+        )
+        n_rows = len(rows.checked.ids) if rows.keep is None else int(rows.keep.sum())
+        return ClusterMatrix(future, (n_rows, len(terms)))
+
     def draw(self, n_samples: int, n_bootstraps: int, seed: int) -> ClusterDraws:
         """Start making a stage's draws on the cluster (``resampling.bootstrap_draws``)."""
         recipe = SeededDraws(n_samples, n_bootstraps, seed)
@@ -537,7 +621,8 @@ class Executor:
             Names the stage in task keys and error messages.
         engine : str
             Engine name (``sklearn``, ``gram``).
-        X : ndarray of shape (n_samples, n_terms)
+        X : ndarray of shape (n_samples, n_terms), or ClusterMatrix
+            A ``ClusterMatrix`` (``design``) is already on the cluster; an array is scattered.
         y : ndarray of shape (n_samples,)
         draws : ClusterDraws
             The stage's draws (``draw``): row positions in a compact integer
@@ -586,9 +671,15 @@ class Executor:
             chunk = chunk_size or default_chunk_size(n_bootstraps, max(1, self.n_workers), stages)
             token = uuid.uuid4().hex[:12]
             try:
-                X_future, y_future, classes_future = self.client.scatter(
-                    [X, y, classes], broadcast=True, hash=False
-                )
+                if isinstance(X, ClusterMatrix):
+                    X_future = X.future
+                    y_future, classes_future = self.client.scatter(
+                        [y, classes], broadcast=True, hash=False
+                    )
+                else:
+                    X_future, y_future, classes_future = self.client.scatter(
+                        [X, y, classes], broadcast=True, hash=False
+                    )
             except (OSError, TimeoutError) as error:  # CommClosedError is an OSError
                 if self.client.status != "running" or isinstance(error, CommClosedError):
                     raise SchedulerLost(

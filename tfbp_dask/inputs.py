@@ -43,6 +43,7 @@ from tfbp_dask.errors import InputError, check_input_file
 __all__ = [
     "PARQUET_SUFFIXES",
     "CheckedPredictors",
+    "CheckedRows",
     "ModelingData",
     "check_predictor_rows",
     "load_inputs",
@@ -111,6 +112,20 @@ class ModelingData:
     predictors: pd.DataFrame
     feature_counts: dict[str, int]
     warnings: tuple[str, ...] = ()
+    rows: CheckedRows | None = None  # where ``predictors`` came from, in a batch
+
+
+@dataclass(frozen=True, eq=False)
+class CheckedRows:
+    """A TF's predictor values as rows of a batch's checked predictors.
+
+    The cluster already holds those (``Executor.shared``): a worker makes the
+    TF's design matrix and processed predictors table from them and ``keep``,
+    so the client sends neither.
+    """
+
+    checked: CheckedPredictors
+    keep: np.ndarray | None  # boolean mask over ``checked.ids``; None: every row
 
 
 @dataclass(frozen=True, eq=False)
@@ -300,7 +315,7 @@ def prepare_modeling_data(
         checked, response_table, predictors_table, blacklist, perturbed_tf, min_rows
     )
     if aligned is not None:
-        index, response_rows, matrix, feature_counts = aligned
+        index, response_rows, matrix, feature_counts, rows = aligned
         response_values, problem = _checked_column(
             response_table.iloc[response_rows, response_position],
             response_columns[response_position],
@@ -314,6 +329,7 @@ def prepare_modeling_data(
             predictors=pd.DataFrame(matrix, index=index, columns=pd.Index(predictor_columns)),
             feature_counts=feature_counts,
             warnings=tuple(warnings),
+            rows=rows,
         )
 
     response_ids = _id_strings(response_table.index)
@@ -735,8 +751,8 @@ def _rows_from_checked(
     blacklist: Iterable[str],
     perturbed_tf: str,
     min_rows: int,
-) -> tuple[pd.Index, np.ndarray, np.ndarray, dict[str, int]] | None:
-    """A TF's modeled ids, response rows, predictor values and counts, from a batch's checked rows.
+) -> tuple[pd.Index, np.ndarray, np.ndarray, dict[str, int], CheckedRows] | None:
+    """A TF's modeled ids, response rows, predictor values, counts and their ``CheckedRows``.
 
     The same as aligning the tables anew: the checked rows are the ids both tables share less
     the blacklist, sorted; the TF's are those less its own id. None when ``checked`` was made
@@ -769,8 +785,10 @@ def _rows_from_checked(
         "modeled": n_modeled,
     }
     if not own_id_removed:
-        return checked.ids, checked.response_rows, checked.values.copy(), counts
-    return checked.ids[keep], checked.response_rows[keep], checked.values[keep], counts
+        rows = CheckedRows(checked, None)
+        return checked.ids, checked.response_rows, checked.values.copy(), counts, rows
+    rows = CheckedRows(checked, keep)
+    return checked.ids[keep], checked.response_rows[keep], checked.values[keep], counts, rows
 
 
 def _checked_rows(

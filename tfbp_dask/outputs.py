@@ -208,6 +208,7 @@ class RunDirectory:
         render: Renderer = render_here,
         offload: Renderer | None = None,
         one_task_per_stage: bool = False,
+        share: Callable[[Any], Any] | None = None,
     ) -> None:
         self.timestamp = timestamp or timestamp_now()
         base = f"{perturbed_tf}{output_suffix}_{self.timestamp}"
@@ -223,6 +224,7 @@ class RunDirectory:
         self._render = render
         self._offload = offload
         self._one_task_per_stage = one_task_per_stage
+        self._share = share
         self._pending_plots: list[tuple[Path, PlotHandle]] = []
         self._pending_files: list[PlotHandle] = []
 
@@ -233,6 +235,7 @@ class RunDirectory:
         render: Renderer = render_here,
         offload: Renderer | None = None,
         one_task_per_stage: bool = False,
+        share: Callable[[Any], Any] | None = None,
     ) -> RunDirectory:
         """The ``.partial`` directory of an interrupted run, to finish it."""
         partial_path = Path(partial_path)
@@ -245,6 +248,7 @@ class RunDirectory:
         run_dir._render = render
         run_dir._offload = offload
         run_dir._one_task_per_stage = one_task_per_stage
+        run_dir._share = share
         run_dir._pending_plots = []
         run_dir._pending_files = []
         return run_dir
@@ -325,13 +329,23 @@ class RunDirectory:
         directory = self.path / "input_data"
         directory.mkdir(exist_ok=True)
         data = result.data
-        self._files(
-            [
-                (_Indexed(data.response), directory / "processed_response"),
-                (_Indexed(data.predictors), directory / "processed_predictors"),
-            ],
-            [],
-        )
+        response = (_Indexed(data.response), directory / "processed_response")
+        predictors_path = directory / "processed_predictors"
+        if data.rows is not None and self._offload is not None and self._share is not None:
+            # The cluster holds the batch's predictors: a worker writes this TF's rows.
+            self._pending_files.append(
+                self._offload(
+                    write_shared_rows,
+                    self._share(data.rows.checked),
+                    data.rows.keep,
+                    data.predictors.index,
+                    [str(column) for column in data.predictors.columns],
+                    predictors_path,
+                    [response],
+                )
+            )
+            return
+        self._files([response, (_Indexed(data.predictors), predictors_path)], [])
 
     def write_stage(self, result: WorkflowResult, stage: str) -> None:
         """Files of one finished stage (``all_data``, ``topn`` or ``interactors``).
@@ -497,6 +511,21 @@ def write_files(tables: list[tuple[Any, Path]], figures: list[_Figure]) -> None:
         png = plot(*args)
         with _atomic(path) as temporary:
             temporary.write_bytes(png)
+
+
+def write_shared_rows(
+    values: np.ndarray,
+    keep: np.ndarray | None,
+    index: pd.Index,
+    columns: list[str],
+    path: Path,
+    tables: list[tuple[Any, Path]],
+) -> None:
+    """Write rows ``keep`` of a batch's predictor values as a TF's processed predictors,
+    then ``tables`` (runs on a worker; ``Executor.shared`` holds ``values``)."""
+    rows = values if keep is None else values[keep]
+    frame = pd.DataFrame(rows, index=index, columns=pd.Index(columns))
+    write_tables([(_Indexed(frame), path), *tables])
 
 
 def write_tables(tables: list[tuple[Any, Path]]) -> None:

@@ -169,12 +169,17 @@ def run_loaded(
             render=executor.render,
             offload=offload,
             one_task_per_stage=in_batch,
+            share=executor.shared,
         )
         seed = choose_seed(config.random_state)
         run_dir.save_manifest(provenance.manifest(config, seed))
     else:
         run_dir = RunDirectory.reopen(
-            resume_from, render=executor.render, offload=offload, one_task_per_stage=in_batch
+            resume_from,
+            render=executor.render,
+            offload=offload,
+            one_task_per_stage=in_batch,
+            share=executor.shared,
         )
         seed = provenance.check_resumable(resume_from, config)
     handler = provenance.attach_log(run_dir.log_path)

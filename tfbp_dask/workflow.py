@@ -22,7 +22,7 @@ from .config import WorkflowConfig
 from .design import Term, design_matrix, stage1_terms, top_n_rows
 from .engines import BootstrapFits, LassoParams, solver_note, solver_of
 from .errors import InputError
-from .inputs import ModelingData
+from .inputs import CheckedRows, ModelingData
 from .interactors import InteractorResult, evaluate_interactors
 from .resampling import N_FOLDS, stratification_classes, stratification_problem
 
@@ -37,6 +37,17 @@ class BootstrapFitter(Protocol):
 
     def draw(self, n_samples: int, n_bootstraps: int, seed: int) -> Any:
         """A stage's draws (``resampling.bootstrap_draws``), made where the fits run."""
+        ...
+
+    def design(
+        self,
+        rows: CheckedRows,
+        columns: list[str],
+        perturbed_tf: str,
+        terms: list[Term],
+        scale_by_std: bool,
+    ) -> Any:
+        """``design_matrix`` of ``terms`` on a batch's checked rows, made where the fits run."""
         ...
 
     def fit_bootstraps(
@@ -306,8 +317,9 @@ def _bootstrap_stage(
     """Draw, fit and judge one bootstrap stage on ``rows`` with ``terms``."""
     started = time.perf_counter()
     ptf = data.perturbed_tf
-    predictors = data.predictors.loc[rows]
-    y = data.response.loc[rows].to_numpy(dtype=float)
+    every_row = rows is data.response.index and rows is data.predictors.index
+    predictors = data.predictors if every_row else data.predictors.loc[rows]
+    y = (data.response if every_row else data.response.loc[rows]).to_numpy(dtype=float)
     classes = stratification_classes(predictors[ptf].to_numpy(), config.bins)
     draws = fitter.draw(len(rows), config.n_bootstraps, seed)  # made on the cluster
     params = LassoParams(max_iter=config.max_iter)
@@ -315,7 +327,13 @@ def _bootstrap_stage(
     stopped: list[tuple[str, int]] = []  # (solver, fits cut at --max_iter) of every fit
 
     def fit(current: Sequence[Term], label: str) -> BootstrapFits:
-        X = design_matrix(predictors, ptf, current, config.scale_by_std)
+        if every_row and data.rows is not None and _same_bits_anywhere(current, config):
+            # The cluster holds the batch's predictors: it makes the matrix, the client
+            # sends the rows to keep (not 6000 x 150 values per TF).
+            columns = [str(column) for column in predictors.columns]
+            X = fitter.design(data.rows, columns, ptf, list(current), config.scale_by_std)
+        else:
+            X = design_matrix(predictors, ptf, current, config.scale_by_std)
         fits = fitter.fit_bootstraps(
             f"{ptf}-{label}",
             config.engine,
@@ -363,6 +381,17 @@ def _bootstrap_stage(
         solver=solver,
         solver_note=note,
     )
+
+
+def _same_bits_anywhere(terms: Sequence[Term], config: WorkflowConfig) -> bool:
+    """True when ``design_matrix`` gives the same bits on any CPU (products, copies, maxima).
+
+    A power above 2 goes through ``pow``, which numpy may vectorise differently on
+    another CPU, and ``--scale_by_std`` reduces columns: such matrices are made here.
+    """
+    if config.scale_by_std:
+        return False
+    return all(term.kind != "power" or term.power == 2 for term in terms)
 
 
 def _warn_max_iter(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tfbp_dask.stats import confidence_table, feature_importance, percentile_ci, r2
@@ -32,6 +33,15 @@ def test_significance_is_strict(coefs):
     assert list(table["significant"][:3]) == [True, False, True]
     zero = confidence_table(np.zeros((10, 1)), ["z"], 90.0)
     assert not zero["significant"][0]  # an interval [0, 0] touches 0
+
+
+def test_feature_importance_takes_the_confidence_table_it_is_given(coefs):
+    names = ["a", "b", "c", "d"]
+    confidence = confidence_table(coefs, names, 90.0)
+    before = confidence.copy()
+    given = feature_importance(coefs, names, 90.0, confidence)
+    pd.testing.assert_frame_equal(given, feature_importance(coefs, names, 90.0), check_exact=True)
+    pd.testing.assert_frame_equal(confidence, before, check_exact=True)  # left as it was
 
 
 def test_feature_importance_ranks_by_frequency_then_median(coefs):

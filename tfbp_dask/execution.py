@@ -32,7 +32,7 @@ from typing import Any
 import dask
 import numpy as np
 import pandas as pd
-from distributed import Client, LocalCluster, as_completed, fire_and_forget
+from distributed import Client, Future, LocalCluster, as_completed, fire_and_forget
 from distributed.comm.core import CommClosedError
 from distributed.security import Security
 from threadpoolctl import threadpool_limits
@@ -53,6 +53,8 @@ ProgressCallback = Callable[[int, int], None]
 MIN_CHUNK = 10
 MAX_CHUNK = 50
 MAX_SHARED_CHUNK = 250
+# Stage arrays up to this size, over all of a stage's fit tasks, travel inside the tasks.
+EMBEDDED_BYTES = 4_000_000
 TASK_RETRIES = 2
 DASHBOARD_PORT = 8787
 # Task priorities of the warm-up (fits have Dask's default, 0).
@@ -85,16 +87,16 @@ def _fit_chunk(
     """Worker side: fit one chunk (BLAS pinned to one thread for an engine that uses it).
 
     The folds of bootstrap b are fixed by b and the classes (SPEC §4), so they
-    are rebuilt here rather than shipped; the random draws arrive as compact
-    row positions and become weights here. ``store`` (when given) checkpoints
-    the chunk from here.
+    are rebuilt here rather than shipped; ``draws`` are the stage's draws (compact
+    row positions, one row per bootstrap), of which the chunk's rows become
+    weights here. ``store`` (when given) checkpoints the chunk from here.
     """
     # Fresh copies: arrays unpickled from the network sit at arbitrary byte
     # offsets, and BLAS kernels round differently with alignment; a new
     # allocation gives the same layout in every process, so the same bits.
     X = np.array(X, order="K", copy=True)
     y = np.array(y, copy=True)
-    weights = draws_to_weights(draws, normalize=normalize_weights)
+    weights = draws_to_weights(draws[bootstrap], normalize=normalize_weights)
     with _blas_pinned(engine):
         test_folds = bootstrap_test_folds(classes, bootstrap)
         fits = get_engine(engine)(X, y, bootstrap, weights, test_folds, params)
@@ -115,11 +117,6 @@ def _blas_pinned(engine: str) -> Any:
 def _stage_draws(recipe: SeededDraws) -> np.ndarray:
     """Worker side: a stage's draws (one task per stage; kept while the stage is fitted)."""
     return np.asarray(recipe)
-
-
-def _draw_rows(draws: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Worker side: the draws of bootstraps ``start`` to ``stop - 1`` (one chunk's)."""
-    return draws[start:stop].copy()
 
 
 def _shared_values(values: np.ndarray) -> np.ndarray:
@@ -626,9 +623,8 @@ class Executor:
         y : ndarray of shape (n_samples,)
         draws : ClusterDraws
             The stage's draws (``draw``): row positions in a compact integer
-            type, kept on the cluster; a small task cuts each chunk's rows and
-            the fit task makes the weights from them (the client never holds
-            the draws or a weight matrix).
+            type, kept on the cluster; each fit task makes its chunk's weights
+            from them (the client never holds the draws or a weight matrix).
         normalize_weights : bool
             Scale each bootstrap's weights to sum to 1.
         classes : ndarray of shape (n_samples,)
@@ -670,16 +666,10 @@ class Executor:
         with self._stage_in_flight() as stages:  # this stage and those of other TFs
             chunk = chunk_size or default_chunk_size(n_bootstraps, max(1, self.n_workers), stages)
             token = uuid.uuid4().hex[:12]
+            chunks = _chunks(missing, chunk)
+            n = len(chunks)
             try:
-                if isinstance(X, ClusterMatrix):
-                    X_future = X.future
-                    y_future, classes_future = self.client.scatter(
-                        [y, classes], broadcast=True, hash=False
-                    )
-                else:
-                    X_future, y_future, classes_future = self.client.scatter(
-                        [X, y, classes], broadcast=True, hash=False
-                    )
+                X_arg, y_arg, classes_arg = self._stage_arrays(X, y, classes, n)
             except (OSError, TimeoutError) as error:  # CommClosedError is an OSError
                 if self.client.status != "running" or isinstance(error, CommClosedError):
                     raise SchedulerLost(
@@ -687,25 +677,14 @@ class Executor:
                         f"({type(error).__name__}: {_one_line(error)})"
                     ) from error
                 raise
-            chunks = _chunks(missing, chunk)
-            n = len(chunks)
-            rows = self.client.map(  # chunks are runs of consecutive ids
-                _draw_rows,
-                [draws.future] * n,
-                [int(ids[0]) for ids in chunks],
-                [int(ids[-1]) + 1 for ids in chunks],
-                key=[f"tfbp-rows-{label}-{token}-{ids[0]}" for ids in chunks],
-                retries=TASK_RETRIES,
-                priority=DRAWS_PRIORITY,
-            )
             submitted = self.client.map(  # one message for the whole stage
                 _fit_chunk,
                 [engine] * n,
-                [X_future] * n,
-                [y_future] * n,
-                [classes_future] * n,
+                [X_arg] * n,
+                [y_arg] * n,
+                [classes_arg] * n,
                 chunks,
-                rows,
+                [draws.future] * n,  # each task takes its chunk's rows
                 [normalize_weights] * n,
                 [params] * n,
                 [store] * n,
@@ -737,11 +716,26 @@ class Executor:
                     self._in_flight.difference_update(futures)
                 for future in futures:
                     future.release()
-                for future in (X_future, y_future, classes_future):
-                    future.release()
-                for future in rows:
-                    future.release()
+                for argument in (X_arg, y_arg, classes_arg):
+                    if isinstance(argument, Future):
+                        argument.release()
             return BootstrapFits.concatenate(parts)
+
+    def _stage_arrays(
+        self, X: np.ndarray | ClusterMatrix, y: np.ndarray, classes: np.ndarray, n_tasks: int
+    ) -> tuple[Any, Any, Any]:
+        """A stage's X, y and classes as its fit tasks take them.
+
+        A matrix made on the cluster is its future. Arrays that all the tasks
+        together carry in a few megabytes travel inside them (no scatter round
+        trip, no futures to release); larger ones are scattered once.
+        """
+        local = [y, classes] if isinstance(X, ClusterMatrix) else [X, y, classes]
+        if sum(array.nbytes for array in local) * n_tasks > EMBEDDED_BYTES:
+            local = self.client.scatter(local, broadcast=True, hash=False)
+        if isinstance(X, ClusterMatrix):
+            return X.future, local[0], local[1]
+        return local[0], local[1], local[2]
 
     @contextmanager
     def _stage_in_flight(self) -> Iterator[int]:

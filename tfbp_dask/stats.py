@@ -47,14 +47,20 @@ def confidence_table(coefs: np.ndarray, terms: Sequence[str], ci_level: float) -
     )
 
 
-def feature_importance(coefs: np.ndarray, terms: Sequence[str], ci_level: float) -> pd.DataFrame:
+def feature_importance(
+    coefs: np.ndarray,
+    terms: Sequence[str],
+    ci_level: float,
+    confidence: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Per-term summary of the bootstrap coefficients, ranked.
 
     Rank 1 is the most important term: highest selection frequency (share of
     bootstraps with a non-zero coefficient), ties broken by larger |median|,
-    then by design order.
+    then by design order. ``confidence``: the ``confidence_table`` of the same
+    arguments, when the caller has it (not computed twice).
     """
-    table = confidence_table(coefs, terms, ci_level)
+    table = (confidence_table(coefs, terms, ci_level) if confidence is None else confidence).copy()
     table.insert(1, "mean", coefs.mean(axis=0))
     table.insert(2, "median", np.median(coefs, axis=0))
     table.insert(3, "std", coefs.std(axis=0))

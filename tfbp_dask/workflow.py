@@ -365,7 +365,7 @@ def _bootstrap_stage(
         logger.warning("%s: %s stage: %s", ptf, name, note)
     names = [term.name for term in current]
     confidence = stats.confidence_table(fits.coef, names, ci_level)
-    importance = stats.feature_importance(fits.coef, names, ci_level)
+    importance = stats.feature_importance(fits.coef, names, ci_level, confidence)
     return StageResult(
         name=name,
         terms=current,

@@ -107,5 +107,6 @@ def test_stages_fitted_at_once_share_the_workers_with_larger_chunks():
     assert default_chunk_size(200, 2, n_stages=4) == 100  # a batch: fewer, larger tasks
     assert default_chunk_size(1000, 64) == 10
     assert default_chunk_size(1000, 64, n_stages=32) == 125
-    assert default_chunk_size(1000, 64, n_stages=128) == 250
+    assert default_chunk_size(1000, 64, n_stages=128) == 500
+    assert default_chunk_size(1000, 64, n_stages=512) == 500  # never larger
     assert default_chunk_size(5, 8, n_stages=1) == 10

@@ -52,7 +52,7 @@ ProgressCallback = Callable[[int, int], None]
 
 MIN_CHUNK = 10
 MAX_CHUNK = 50
-MAX_SHARED_CHUNK = 250
+MAX_SHARED_CHUNK = 500
 # Stage arrays up to this size, over all of a stage's fit tasks, travel inside the tasks.
 EMBEDDED_BYTES = 4_000_000
 TASK_RETRIES = 2
@@ -220,7 +220,7 @@ def default_chunk_size(n_bootstraps: int, n_workers: int, n_stages: int = 1) -> 
     """About four tasks per worker, each holding 10 to 50 bootstraps.
 
     ``n_stages`` stages fitted at once (the TFs of a batch) share the workers:
-    each then needs fewer, larger tasks (up to 250 bootstraps), so that the
+    each then needs fewer, larger tasks (up to 500 bootstraps), so that the
     client's cost per TF (a message per task each way) does not grow with the
     cluster.
     """
@@ -492,6 +492,12 @@ class Executor:
     def render(self, plot: Callable[..., bytes], *args: Any) -> ClusterTask:
         """Start drawing ``plot(*args)`` (PNG bytes) on a worker."""
         return self.offload(plot, *args)
+
+    def write(self, function: Callable[..., None], *args: Any) -> ClusterTask:
+        """``offload`` a function that writes files: waiting for it fetches no value."""
+        task = self.offload(function, *args)
+        task.value = False
+        return task
 
     def offload(self, function: Callable[..., Any], *args: Any) -> ClusterTask:
         """Start ``function(*args)`` on a worker; run here if the cluster cannot."""
@@ -874,6 +880,7 @@ class ClusterTask:
     future: Any
     plot: Callable[..., Any]
     args: tuple
+    value: bool = True  # False: the function writes files; waiting fetches nothing
 
     def done(self) -> bool:
         """True when ``result`` will not wait for the cluster."""
@@ -885,9 +892,14 @@ class ClusterTask:
         try:
             while not executor.stopping and executor.client.status == "running":
                 try:
-                    return self.future.result(timeout=1.0)
+                    if self.value:
+                        return self.future.result(timeout=1.0)
+                    error = self.future.exception(timeout=1.0)  # waits; gathers nothing
                 except TimeoutError:
                     continue
+                if self.future.status == "finished":
+                    return None
+                raise error or RuntimeError(f"the task ended {self.future.status}")
             logger.warning("running %s here: the cluster is stopping", name)
         except (Exception, asyncio.CancelledError) as error:
             logger.warning(

@@ -160,7 +160,7 @@ def run_loaded(
     """
     started = time.perf_counter()
     # Workers that see the output directory write the tables and checkpoints.
-    offload = executor.offload if executor.sees(config.output_dir) else None
+    offload = executor.write if executor.sees(config.output_dir) else None
     if resume_from is None:
         run_dir = RunDirectory(
             config.output_dir,

@@ -10,6 +10,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
+import numpy as np
 import pandas as pd
 import pytest
 from bad_input_cases import CASES, PERTURBED_TF, valid_files
@@ -111,10 +112,15 @@ def test_full_run_writes_the_documented_layout(small_dataset, tmp_path):
     delta_r2 = run_dir / "interactor_significance" / "interaction_plots" / "delta_r2.png"
     # One bar per interactor: the figure is 1.5 in + 0.35 in per row tall, at 100 dpi.
     assert png_size(delta_r2.read_bytes())[1] == round(100 * (1.5 + 0.35 * len(significance)))
-    for table in ("processed_response", "processed_predictors", "bootstrap_indices"):
+    for table in ("processed_response", "processed_predictors"):
         _assert_twin(run_dir / "input_data" / table)
+    # The draws' twin: one list of row positions per bootstrap, the CSV's numbers in order.
+    wide = pd.read_csv(run_dir / "input_data" / "bootstrap_indices.csv")
+    assert wide.shape == (50, 1 + 999)  # the pTF's own row is always blacklisted
     indices = pd.read_parquet(run_dir / "input_data" / "bootstrap_indices.parquet")
-    assert indices.shape == (50, 1 + 999)  # the pTF's own row is always blacklisted
+    assert list(indices.columns) == ["bootstrap", "draws"]
+    assert (indices["bootstrap"] == wide["bootstrap"]).all()
+    np.testing.assert_array_equal(np.stack(indices["draws"].to_numpy()), wide.iloc[:, 1:])
 
     planted = {f"TF01:{partner}" for partner in data.planted["TF01"]}
     significant = set(ci.loc[ci["significant"], "term"])
@@ -167,9 +173,24 @@ def test_run_without_seed_records_a_seed_that_reproduces_it(tiny_dataset, tmp_pa
     assert first.returncode == 0, first.stderr
     (run_a,) = _run_dirs(tmp_path / "a")
     seed = json.loads((run_a / "input_data" / "data_summary.json").read_text())["seed"]
-    second = run_cli(*common, "--random_state", str(seed), "--output_dir", str(tmp_path / "b"))
+    # The second run also leaves out the input tables' Parquet twins (not the results').
+    second = run_cli(
+        *common,
+        "--random_state",
+        str(seed),
+        "--no_input_parquet",
+        "--output_dir",
+        str(tmp_path / "b"),
+    )
     assert second.returncode == 0, second.stderr
     (run_b,) = _run_dirs(tmp_path / "b")
+    assert len(list((run_a / "input_data").glob("*.parquet"))) == 3
+    assert not list((run_b / "input_data").glob("*.parquet"))
+    results = sorted(path.relative_to(run_a) for path in run_a.rglob("*_results/*.parquet"))
+    assert results == sorted(path.relative_to(run_b) for path in run_b.rglob("*_results/*.parquet"))
+    assert Path("all_data_results/bootstrap_coefficients.parquet") in results
+    summary = json.loads((run_b / "input_data" / "data_summary.json").read_text())
+    assert summary["options"]["no_input_parquet"] is True
     # The same tables, byte for byte, whichever stage the drawn seed let the run reach.
     tables = sorted(path.relative_to(run_a) for path in run_a.rglob("*.csv"))
     assert tables == sorted(path.relative_to(run_b) for path in run_b.rglob("*.csv"))

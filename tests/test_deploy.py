@@ -191,8 +191,14 @@ def test_slurm_driver_defaults_are_the_commands(monkeypatch):
     (config,) = driver.build_configs(args, ["TF1"])
     defaults = WorkflowConfig(Path("r"), Path("p"), "TF1")
     for name in ("n_bootstraps", "top_n", "all_data_ci_level", "topn_ci_level", "max_iter",
-                 "engine", "chunk_size", "random_state", "output_dir"):  # fmt: skip
+                 "engine", "chunk_size", "random_state", "output_dir",
+                 "no_input_parquet"):  # fmt: skip
         assert getattr(config, name) == getattr(defaults, name), name
+    args = driver.parse_args(["--response_file", "r", "--predictors_file", "p"] + [
+        "--perturbed_tfs_file", "t", "--no_input_parquet"
+    ])  # fmt: skip
+    (config,) = driver.build_configs(args, ["TF1"])
+    assert config.no_input_parquet
 
 
 def _driver():

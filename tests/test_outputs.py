@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tfbp_dask.outputs import write_table
+from tfbp_dask.outputs import _Draws, write_table, write_tables
 from tfbp_dask.resampling import bootstrap_draws
 
 
@@ -46,3 +46,23 @@ def test_wide_integer_table_from_arrays(tmp_path) -> None:
     )
     parquet = pd.read_parquet(tmp_path / "bootstrap_indices.parquet")
     assert (parquet.dtypes.iloc[1:] == np.uint16).all()
+
+
+def test_draws_twin_holds_the_csv_numbers_near_their_entropy(tmp_path) -> None:
+    n_rows, n_bootstraps = 3000, 300
+    draws = bootstrap_draws(n_rows, n_bootstraps, seed=4)
+    bootstrap = np.arange(n_bootstraps)
+    write_tables([(_Draws(bootstrap, draws), tmp_path / "bootstrap_indices")])
+    wide = pd.read_csv(tmp_path / "bootstrap_indices.csv")
+    assert list(wide.columns) == ["bootstrap"] + [f"draw_{i}" for i in range(n_rows)]
+    np.testing.assert_array_equal(wide.iloc[:, 1:].to_numpy(), draws)
+    twin = pd.read_parquet(tmp_path / "bootstrap_indices.parquet")
+    assert list(twin.columns) == ["bootstrap", "draws"]
+    np.testing.assert_array_equal(twin["bootstrap"].to_numpy(), bootstrap)
+    lists = np.stack(twin["draws"].to_numpy())
+    np.testing.assert_array_equal(lists, draws)  # same numbers, same order
+    assert lists.dtype == np.uint16
+    # Uniform draws carry log2(n_rows) bits each: the twin stays within 10 % of that.
+    entropy_bytes = draws.size * np.log2(n_rows) / 8
+    assert (tmp_path / "bootstrap_indices.parquet").stat().st_size < 1.1 * entropy_bytes
+    assert not list(tmp_path.glob(".*.tmp"))

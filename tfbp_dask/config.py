@@ -98,6 +98,7 @@ class WorkflowConfig:
     stage4_topn: bool = False
     output_dir: Path = DEFAULT_OUTPUT_DIR
     output_suffix: str = ""
+    no_input_parquet: bool = False
     n_cpus: int = 4
     dashboard: bool = False
     engine: str = "gram"

@@ -170,6 +170,7 @@ def run_loaded(
             offload=offload,
             one_task_per_stage=in_batch,
             share=executor.shared,
+            input_twins=not config.no_input_parquet,
         )
         seed = choose_seed(config.random_state)
         run_dir.save_manifest(provenance.manifest(config, seed))
@@ -180,6 +181,7 @@ def run_loaded(
             offload=offload,
             one_task_per_stage=in_batch,
             share=executor.shared,
+            input_twins=not config.no_input_parquet,
         )
         seed = provenance.check_resumable(resume_from, config)
     handler = provenance.attach_log(run_dir.log_path)

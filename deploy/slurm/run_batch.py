@@ -84,6 +84,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     inputs.add_argument("--blacklist_file", type=Path, default=None)
     inputs.add_argument("--output_dir", type=Path, default=DEFAULTS["output_dir"])
     inputs.add_argument("--output_suffix", default="")
+    inputs.add_argument(
+        "--no_input_parquet",
+        action="store_true",
+        help="input_data/ as CSV only (no Parquet twins of the processed inputs and draws).",
+    )
 
     model = parser.add_argument_group("model options (as for the command line)")
     for name, kind in (
@@ -251,6 +256,7 @@ def build_configs(args: argparse.Namespace, tfs: Sequence[str]) -> list[Workflow
             stage4_topn=args.stage4_topn,
             output_dir=args.output_dir,
             output_suffix=args.output_suffix,
+            no_input_parquet=args.no_input_parquet,
             engine=args.engine,
             chunk_size=args.chunk_size,
         )

@@ -142,10 +142,14 @@ def run_many(
     with cluster, cluster.result() as executor:
         limit = max_concurrent_tfs or max(2, 2 * executor.n_workers)
         entries = run_batch(configs, cache, executor, progress, tfs_progress, limit, resume_batch)
-    write_batch_table(first.output_dir, started, entries)
-    write_interactions(
-        first.output_dir, started, (i for e in entries for i in e.interactions), len(entries)
-    )
+        write_batch_table(first.output_dir, started, entries)
+        write_interactions(
+            first.output_dir,
+            started,
+            (i for e in entries for i in e.interactions),
+            len(entries),
+            render=executor.render,
+        )
     return entries
 
 

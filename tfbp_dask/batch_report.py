@@ -27,7 +27,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from . import plots
-from .outputs import STAGE_DIRS, write_bytes, write_table
+from .outputs import STAGE_DIRS, Renderer, render_here, write_bytes, write_table
 from .workflow import WorkflowResult
 
 logger = logging.getLogger(__name__)
@@ -213,11 +213,17 @@ def interactions_table(rows: Iterable[Interaction]) -> pd.DataFrame:
 
 
 def write_interactions(
-    output_dir: Path, timestamp: str, rows: Iterable[Interaction], n_tfs: int
+    output_dir: Path,
+    timestamp: str,
+    rows: Iterable[Interaction],
+    n_tfs: int,
+    render: Renderer = render_here,
 ) -> Path:
     """Write ``batch_{timestamp}_interactions`` ``.csv``, ``.parquet`` and ``.png``.
 
-    ``n_tfs`` (the TFs of the batch) only goes into the figure's title.
+    ``n_tfs`` (the TFs of the batch) only goes into the figure's title. ``render``
+    draws the heatmap (``Executor.render``: on a worker, so that a genome's
+    figure, 150 x 150 cells and their labels, never swells the client).
     Returns the CSV's path.
     """
     table = interactions_table(rows)
@@ -227,6 +233,7 @@ def write_interactions(
         f"batch {timestamp}: {table['term'].nunique()} interaction terms kept, "
         f"{table['perturbed_tf'].nunique()} of {n_tfs} TFs"
     )
-    write_bytes(plots.interaction_heatmap(table, title), path.with_name(path.name + ".png"))
+    png = render(plots.interaction_heatmap, table, title).result()
+    write_bytes(png, path.with_name(path.name + ".png"))
     logger.info("batch interactions: %s.csv (%d rows) and .png", path, len(table))
     return path.with_name(path.name + ".csv")

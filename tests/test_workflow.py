@@ -377,3 +377,53 @@ def test_draws_are_made_here_when_the_cluster_cannot_give_them(
     stream = np.random.RandomState(3 + 10)
     expected = np.stack([stream.randint(0, n, size=n) for _ in range(5)])
     np.testing.assert_array_equal(np.asarray(draws), expected)
+
+
+def test_design_made_on_the_cluster_gives_the_same_files(
+    tiny_dataset, tmp_path, client_two_workers, monkeypatch
+):
+    """Stage 1's matrix from the cluster's copy of the batch's predictors, or built and sent
+    by the client (inputs not checked once per batch): the same bytes in every table."""
+    from tfbp_dask.execution import Executor
+    from tfbp_dask.runner import InputCache
+
+    made = []
+    design = Executor.design
+    monkeypatch.setattr(
+        Executor, "design", lambda self, *args: made.append(args[2]) or design(self, *args)
+    )
+    config = _config(tiny_dataset, tmp_path / "cluster", n_bootstraps=12, row_max=True)
+    config = replace(config, squared_pTF=True, ptf_main_effect=True)
+    on_cluster = run(config, client=client_two_workers)
+    assert made == [config.perturbed_tf]  # stage 1 only: the top-N stage has its own rows
+    monkeypatch.setattr(InputCache, "checked", lambda self, config: None)
+    here = run(replace(config, output_dir=tmp_path / "here"), client=client_two_workers)
+    assert made == [config.perturbed_tf]
+    names = sorted(
+        str(path.relative_to(here.run_dir))
+        for path in here.run_dir.rglob("*")
+        if path.suffix in (".csv", ".parquet", ".json") and path.name != "data_summary.json"
+    )
+    assert "all_data_results/bootstrap_coefficients.csv" in names
+    for name in names:
+        assert (on_cluster.run_dir / name).read_bytes() == (here.run_dir / name).read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [({}, True), ({"squared_pTF": True, "row_max": True}, True),
+     ({"cubic_pTF": True}, False), ({"scale_by_std": True}, False)],
+)  # fmt: skip
+def test_matrices_that_could_differ_between_cpus_are_made_by_the_client(options, expected):
+    from tfbp_dask.design import stage1_terms
+    from tfbp_dask.workflow import _same_bits_anywhere
+
+    config = WorkflowConfig(Path("r"), Path("p"), "TF1", **options)
+    terms = stage1_terms(
+        "TF1",
+        ["TF1", "TF2", "TF3"],
+        squared_pTF=config.squared_pTF,
+        cubic_pTF=config.cubic_pTF,
+        row_max=config.row_max,
+    )
+    assert _same_bits_anywhere(terms, config) is expected

@@ -67,3 +67,30 @@ def test_r2_matches_sklearn():
     assert r2(y, pred) == pytest.approx(r2_score(y, pred))
     assert r2(np.ones(5), np.ones(5)) == r2_score(np.ones(5), np.ones(5))
     assert r2(np.ones(5), np.zeros(5)) == r2_score(np.ones(5), np.zeros(5))
+
+
+def test_feature_importance_is_the_confidence_table_ranked_by_pandas():
+    """The table built in rank order equals the confidence table with the columns added
+    and sorted by pandas, on tables with ties in frequency and median."""
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        n, p = rng.integers(1, 200), rng.integers(1, 30)
+        coefs = np.round(rng.normal(size=(n, p)), int(rng.integers(0, 3)))
+        coefs[rng.random((n, p)) < rng.random()] = 0.0
+        names = [f"t{j}" for j in range(p)]
+        table = confidence_table(coefs, names, 90.0).drop(columns="ci_level")
+        table.insert(1, "mean", coefs.mean(axis=0))
+        table.insert(2, "median", np.median(coefs, axis=0))
+        table.insert(3, "std", coefs.std(axis=0))
+        table.insert(4, "selection_frequency", (coefs != 0).sum(axis=0) / n)
+        table["abs_median"] = table["median"].abs()
+        table["position"] = np.arange(p)
+        expected = table.sort_values(
+            ["selection_frequency", "abs_median", "position"], ascending=[False, False, True]
+        ).drop(columns=["abs_median", "position"])
+        expected["rank"] = np.arange(1, p + 1, dtype=np.int64)
+        pd.testing.assert_frame_equal(
+            feature_importance(coefs, names, 90.0),
+            expected.reset_index(drop=True),
+            check_exact=True,
+        )

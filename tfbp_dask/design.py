@@ -113,14 +113,16 @@ def design_matrix(
     ndarray of shape (n_rows, n_terms), Fortran order
     """
     X = np.empty((len(predictors), len(terms)), order="F")
-    positions = {str(column): k for k, column in enumerate(predictors.columns)}
-    pairs = [
-        (j, positions[term.column]) for j, term in enumerate(terms) if term.kind == "interaction"
-    ]
-    if pairs:  # the table's values once, not a pandas column per term
+    targets = [j for j, term in enumerate(terms) if term.kind == "interaction"]
+    if targets:  # the table's values once, not a pandas column per term
+        names = [perturbed_tf] + [terms[j].column for j in targets]
+        positions = predictors.columns.get_indexer(names)
+        if (positions < 0).any():
+            raise KeyError(f"not predictor columns: {sorted(set(np.array(names)[positions < 0]))}")
+        ptf_at, *sources = positions
         values = predictors.to_numpy(dtype=float)
-        ptf = values[:, positions[perturbed_tf]]
-        for j, k in pairs:
+        ptf = values[:, ptf_at]
+        for j, k in zip(targets, sources, strict=True):
             np.multiply(ptf, values[:, k], out=X[:, j])
     for j, term in enumerate(terms):
         if term.kind != "interaction":

@@ -60,19 +60,27 @@ def feature_importance(
     then by design order. ``confidence``: the ``confidence_table`` of the same
     arguments, when the caller has it (not computed twice).
     """
-    table = (confidence_table(coefs, terms, ci_level) if confidence is None else confidence).copy()
-    table.insert(1, "mean", coefs.mean(axis=0))
-    table.insert(2, "median", np.median(coefs, axis=0))
-    table.insert(3, "std", coefs.std(axis=0))
-    table.insert(4, "selection_frequency", np.count_nonzero(coefs, axis=0) / coefs.shape[0])
-    table = table.drop(columns="ci_level")
-    order = np.lexsort(
-        (np.arange(len(terms)), -np.abs(table["median"].to_numpy()), -table["selection_frequency"])
+    if confidence is None:
+        confidence = confidence_table(coefs, terms, ci_level)
+    median = np.median(coefs, axis=0)
+    frequency = np.count_nonzero(coefs, axis=0) / coefs.shape[0]
+    order = np.lexsort((np.arange(len(terms)), -np.abs(median), -frequency))
+    names = list(terms)
+    # Built once, already in rank order: the same frame as adding the columns to the
+    # confidence table and sorting it, without pandas' per-column work.
+    return pd.DataFrame(
+        {
+            "term": [names[j] for j in order],
+            "mean": coefs.mean(axis=0)[order],
+            "median": median[order],
+            "std": coefs.std(axis=0)[order],
+            "selection_frequency": frequency[order],
+            "lower": confidence["lower"].to_numpy()[order],
+            "upper": confidence["upper"].to_numpy()[order],
+            "significant": confidence["significant"].to_numpy()[order],
+            "rank": np.arange(1, len(names) + 1, dtype=np.int64),
+        }
     )
-    rank = np.empty(len(terms), dtype=np.int64)
-    rank[order] = np.arange(1, len(terms) + 1)
-    table["rank"] = rank
-    return table.sort_values("rank", kind="stable").reset_index(drop=True)
 
 
 def r2(y: np.ndarray, prediction: np.ndarray) -> float:

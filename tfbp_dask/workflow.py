@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from . import stats
-from .config import WorkflowConfig
+from .config import WorkflowConfig, format_bins
 from .design import Term, design_matrix, stage1_terms, top_n_rows
 from .engines import BootstrapFits, LassoParams, solver_note, solver_of
 from .errors import InputError
@@ -190,16 +190,16 @@ def check_folds(config: WorkflowConfig, data: ModelingData) -> None:
     ptf = data.perturbed_tf
     binding = data.predictors[ptf]
     topn = top_n_rows(binding, config.top_n)
-    stages = [("all-data stage", binding.index, "")]
+    stages = [("all-data stage", binding.to_numpy(), "")]
     if len(topn) >= N_FOLDS:  # fewer top-N rows end the run normally at stage 2
-        stages.append(("top-N stage", topn, f", --top_n {config.top_n}"))
-    bins = config.options_record()["bins"]
-    for stage, rows, option in stages:
-        classes = stratification_classes(binding.loc[rows].to_numpy(), config.bins)
+        stages.append(("top-N stage", binding.loc[topn].to_numpy(), f", --top_n {config.top_n}"))
+    for stage, values, option in stages:
+        classes = stratification_classes(values, config.bins)
         problem = stratification_problem(classes, config.bins)
         if problem is not None:
             raise InputError(
-                f"{ptf}: the {stage} ({len(rows)} rows{option}, --bins {bins}): {problem}"
+                f"{ptf}: the {stage} ({len(values)} rows{option}, "
+                f"--bins {format_bins(config.bins)}): {problem}"
             )
 
 

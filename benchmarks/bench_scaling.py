@@ -25,7 +25,8 @@ Reports, for the timed batch:
 ``--code DIR`` puts another checkout of the package first on ``PYTHONPATH`` for
 the scheduler, the workers and the client (to measure an older commit against
 the same data). ``--profile FILE`` records the client with ``py-spy`` (every
-thread, idle time excluded) into a speedscope/flamegraph file.
+thread, while it holds the GIL) into a speedscope/flamegraph file. ``--no_input_parquet``
+is passed on to the batch (bytes per TF without the twins of ``input_data/``).
 
 Run from the repository root::
 
@@ -144,6 +145,9 @@ def main() -> None:
     parser.add_argument("--profile", type=Path, help="py-spy profile of the client")
     parser.add_argument("--keep", type=Path, help="keep the outputs under this directory")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--no_input_parquet", action="store_true", help="pass --no_input_parquet to the batch"
+    )
     args = parser.parse_args()
 
     env = dict(os.environ)
@@ -199,6 +203,8 @@ def main() -> None:
         out = scratch / "out"
         timed = [*common, *selection, "--n_bootstraps", str(args.n_bootstraps),
                  "--output_dir", str(out)]  # fmt: skip
+        if args.no_input_parquet:
+            timed.append("--no_input_parquet")
         client = _client(timed, env, args.profile, scratch / "client.log", out)
         worker_cpu = _cpu_seconds(worker_processes) - worker_cpu_before
     finally:

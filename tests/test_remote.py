@@ -106,3 +106,43 @@ def test_cli_all_and_tfs_file_name_the_batch(tmp_path, remote_cluster):
     assert done.returncode == 0, done.stderr
     (batch_csv,) = (tmp_path / "f").glob("batch_*[0-9].csv")
     assert pd.read_csv(batch_csv)["perturbed_tf"].tolist() == ["TF03", "TF01"]
+
+
+class _ClusterOfVersions:
+    """A client stand-in whose scheduler and workers report the given tfbp_dask versions."""
+
+    def __init__(self, scheduler: str | Exception, workers: dict[str, str]) -> None:
+        from types import SimpleNamespace
+
+        self.scheduler = SimpleNamespace(address="tcp://127.0.0.1:1")
+        self._scheduler, self._workers = scheduler, workers
+
+    def wait_for_workers(self, n: int, timeout: float) -> None:
+        pass
+
+    def run_on_scheduler(self, function):
+        if isinstance(self._scheduler, Exception):
+            raise self._scheduler
+        return self._scheduler
+
+    def run(self, function):
+        return dict(self._workers)
+
+
+def test_scheduler_and_workers_must_run_this_version():
+    import pytest
+
+    from tfbp_dask import __version__
+    from tfbp_dask.errors import ClusterUnavailable
+    from tfbp_dask.execution import Executor
+
+    def check(scheduler, workers):
+        Executor(client=_ClusterOfVersions(scheduler, workers), owns_client=False).check_workers(1)
+
+    check(__version__, {"tcp://w1": __version__, "tcp://w2": __version__})
+    with pytest.raises(ClusterUnavailable, match="scheduler at tcp://127.0.0.1:1 must run .*0.0.1"):
+        check("0.0.1", {"tcp://w1": __version__})
+    with pytest.raises(ClusterUnavailable, match="none it can import .*No module named"):
+        check(ModuleNotFoundError("No module named 'tfbp_dask'"), {"tcp://w1": __version__})
+    with pytest.raises(ClusterUnavailable, match="workers must run .*tcp://w2 has 0.0.1"):
+        check(__version__, {"tcp://w1": __version__, "tcp://w2": "0.0.1"})

@@ -412,7 +412,12 @@ class Executor:
                 fire_and_forget(future)  # runs to the end even if nobody waits for it
 
     def check_workers(self, timeout: float) -> None:
-        """Wait for a worker, then check every worker runs this tfbp_dask version."""
+        """Wait for a worker, then check the scheduler and every worker run this tfbp_dask.
+
+        The scheduler unpickles every task it is given, so it imports the
+        functions of ours they name: with another version (or none) it would
+        refuse the tasks one by one, each TF failing on "lost dependencies".
+        """
         try:
             self.client.wait_for_workers(1, timeout=timeout)
         except TimeoutError:
@@ -420,6 +425,15 @@ class Executor:
                 f"the Dask scheduler at {self.client.scheduler.address} has no workers "
                 f"(waited {timeout:g} s)"
             ) from None
+        try:
+            found = self.client.run_on_scheduler(_worker_tfbp_version)
+        except Exception as error:  # it cannot even unpickle our function: no tfbp_dask there
+            found = f"none it can import ({type(error).__name__}: {_one_line(error)})"
+        if found != __version__:
+            raise ClusterUnavailable(
+                f"the Dask scheduler at {self.client.scheduler.address} must run tfbp_dask "
+                f"{__version__} like this client: it has {found}"
+            )
         versions = self.client.run(_worker_tfbp_version)
         wrong = {worker: found for worker, found in versions.items() if found != __version__}
         if wrong:

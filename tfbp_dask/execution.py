@@ -60,7 +60,7 @@ DASHBOARD_PORT = 8787
 # Task priorities of the warm-up (fits have Dask's default, 0).
 WARM_ENGINE_PRIORITY = 10
 WARM_FIGURES_PRIORITY = -10
-# A stage's draws and their slices go before queued fits: the stage's own fits wait for them.
+# A stage's draws and design matrix go before queued fits: the stage's own fits wait for them.
 DRAWS_PRIORITY = 5
 LONE_STAGE_PRIORITY = 1
 
@@ -139,14 +139,6 @@ def _stage_design(
     """Worker side: a design matrix on rows ``keep`` of a batch's checked predictor values."""
     rows = values if keep is None else values[keep]
     return design_matrix(pd.DataFrame(rows, columns=columns), perturbed_tf, terms, scale_by_std)
-
-
-@dataclass(frozen=True)
-class ClusterMatrix:
-    """A stage's design matrix, made by a task on the cluster (``Executor.design``)."""
-
-    future: Any
-    shape: tuple[int, int]
 
 
 class ClusterDraws:
@@ -509,11 +501,9 @@ class Executor:
 
     def write(self, function: Callable[..., None], *args: Any) -> ClusterTask:
         """``offload`` a function that writes files: waiting for it fetches no value."""
-        task = self.offload(function, *args)
-        task.value = False
-        return task
+        return self.offload(function, *args, value=False)
 
-    def offload(self, function: Callable[..., Any], *args: Any) -> ClusterTask:
+    def offload(self, function: Callable[..., Any], *args: Any, value: bool = True) -> ClusterTask:
         """Start ``function(*args)`` on a worker; run here if the cluster cannot."""
         future = self.client.submit(
             function,
@@ -523,7 +513,7 @@ class Executor:
         )
         with self._lock:
             self._in_flight.add(future)
-        return ClusterTask(self, future, function, args)
+        return ClusterTask(self, future, function, args, value)
 
     def sees(self, directory: Path) -> bool:
         """True when every worker sees ``directory`` as this client does (probed once).
@@ -585,9 +575,9 @@ class Executor:
         perturbed_tf: str,
         terms: list[Term],
         scale_by_std: bool,
-    ) -> ClusterMatrix:
+    ) -> Future:
         """Start making a design matrix on the cluster, from a batch's shared predictors."""
-        future = self.client.submit(
+        return self.client.submit(
             _stage_design,
             self.shared(rows.checked),
             rows.keep,
@@ -599,8 +589,6 @@ class Executor:
             retries=TASK_RETRIES,
             priority=DRAWS_PRIORITY,
         )
-        n_rows = len(rows.checked.ids) if rows.keep is None else int(rows.keep.sum())
-        return ClusterMatrix(future, (n_rows, len(terms)))
 
     def draw(self, n_samples: int, n_bootstraps: int, seed: int) -> ClusterDraws:
         """Start making a stage's draws on the cluster (``resampling.bootstrap_draws``)."""
@@ -638,8 +626,8 @@ class Executor:
             Names the stage in task keys and error messages.
         engine : str
             Engine name (``sklearn``, ``gram``).
-        X : ndarray of shape (n_samples, n_terms), or ClusterMatrix
-            A ``ClusterMatrix`` (``design``) is already on the cluster; an array is scattered.
+        X : ndarray of shape (n_samples, n_terms), or Future
+            A future (``design``) is already on the cluster; an array travels with the tasks.
         y : ndarray of shape (n_samples,)
         draws : ClusterDraws
             The stage's draws (``draw``): row positions in a compact integer
@@ -742,7 +730,7 @@ class Executor:
             return BootstrapFits.concatenate(parts)
 
     def _stage_arrays(
-        self, X: np.ndarray | ClusterMatrix, y: np.ndarray, classes: np.ndarray, n_tasks: int
+        self, X: np.ndarray | Future, y: np.ndarray, classes: np.ndarray, n_tasks: int
     ) -> tuple[Any, Any, Any]:
         """A stage's X, y and classes as its fit tasks take them.
 
@@ -750,12 +738,11 @@ class Executor:
         together carry in a few megabytes travel inside them (no scatter round
         trip, no futures to release); larger ones are scattered once.
         """
-        local = [y, classes] if isinstance(X, ClusterMatrix) else [X, y, classes]
+        on_cluster = isinstance(X, Future)
+        local = [y, classes] if on_cluster else [X, y, classes]
         if sum(array.nbytes for array in local) * n_tasks > EMBEDDED_BYTES:
             local = self.client.scatter(local, broadcast=True, hash=False)
-        if isinstance(X, ClusterMatrix):
-            return X.future, local[0], local[1]
-        return local[0], local[1], local[2]
+        return (X, *local) if on_cluster else tuple(local)
 
     @contextmanager
     def _stage_in_flight(self) -> Iterator[int]:

@@ -20,7 +20,6 @@ from . import provenance
 from .batch import BatchEntry, BatchHook, run_batch, write_batch_table
 from .batch_report import write_interactions
 from .config import WorkflowConfig
-from .engines import GIL_FREE_ENGINES
 from .errors import InputError
 from .execution import Executor, PendingExecutor, client_security
 from .outputs import timestamp_now
@@ -222,7 +221,7 @@ def _connect(
         config.n_cpus,
         config.scheduler_address,
         client,
-        processes=config.engine not in GIL_FREE_ENGINES,
+        processes=config.starts_worker_processes,
         dashboard=config.dashboard,
         connect_timeout=config.connect_timeout,
         security=security,

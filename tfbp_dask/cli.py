@@ -440,10 +440,8 @@ def linear_perturbation_binding_modeling(
         tls_key=tls_key,
     ).validate()
     config.check_files()
-    from .engines import GIL_FREE_ENGINES
-
     global _no_worker_processes
-    _no_worker_processes = scheduler_address is not None or engine in GIL_FREE_ENGINES
+    _no_worker_processes = not config.starts_worker_processes
     # Only now the heavy part: pandas, Dask, the engines.
     from .api import available_tfs, run, run_many
     from .api import resume as resume_run

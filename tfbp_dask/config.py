@@ -12,7 +12,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from .engines import ENGINES
+from .engines import ENGINES, GIL_FREE_ENGINES
 from .errors import check_input_file
 
 DEFAULT_BINS = (0.0, 8.0, 12.0, math.inf)
@@ -148,6 +148,13 @@ class WorkflowConfig:
                 f"--random_state must be between 0 and {2**32 - 11}, got {self.random_state}"
             )
         return self
+
+    @property
+    def starts_worker_processes(self) -> bool:
+        """True when the run starts worker processes of its own: an embedded cluster for an
+        engine that holds the GIL (``sklearn``). ``gram`` gets worker threads of this
+        process, and a remote cluster's workers are not ours."""
+        return self.scheduler_address is None and self.engine not in GIL_FREE_ENGINES
 
     def check_files(self) -> WorkflowConfig:
         """Check that the input files exist and are not directories (nothing is read).

@@ -142,10 +142,10 @@ class CheckedPredictors:
     values: np.ndarray  # float64, (len(ids), len(columns))
     # How the rows were found, so that a TF of the same tables takes its rows without
     # matching thousands of ids again (``_rows_from_checked``).
-    tables: tuple[pd.DataFrame, pd.DataFrame] | None = None  # (response, predictors)
-    blacklist: frozenset[str] = frozenset()
-    response_rows: np.ndarray | None = None  # each id's row in the response table
-    counts: tuple[int, int, int, int] = (0, 0, 0, 0)  # response, predictor, common, blacklisted
+    tables: tuple[pd.DataFrame, pd.DataFrame]  # (response, predictors)
+    blacklist: frozenset[str]
+    response_rows: np.ndarray  # each id's row in the response table
+    counts: tuple[int, int, int, int]  # response, predictor, common, blacklisted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,9 +252,10 @@ def prepare_modeling_data(
     min_rows : int, default 4
         Fewest modeled rows accepted (4-fold stratified cross-validation needs 4).
     checked : CheckedPredictors, optional
-        This predictors table's values, already checked on rows that include every modeled
-        row (a batch's); they are used instead of converting the columns again. Without it,
-        or when it does not cover the modeled rows, every column is converted and checked.
+        These tables' predictor values, already checked on the rows every TF may model (a
+        batch's, ``check_predictor_rows`` with the same blacklist): the TF's rows are taken
+        from them. Without it, or when it was made from other tables, every id is matched
+        and every column converted and checked here.
 
     Returns
     -------
@@ -314,24 +315,52 @@ def prepare_modeling_data(
     aligned = _rows_from_checked(
         checked, response_table, predictors_table, blacklist, perturbed_tf, min_rows
     )
-    if aligned is not None:
+    if aligned is None:  # aligned anew: every id matched, every column converted and checked
+        index, response_rows, predictor_rows, feature_counts = _align(
+            response_table,
+            predictors_table,
+            perturbed_tf,
+            blacklist,
+            min_rows,
+            response_label,
+            predictors_label,
+        )
+        rows = None
+    else:
         index, response_rows, matrix, feature_counts, rows = aligned
-        response_values, problem = _checked_column(
-            response_table.iloc[response_rows, response_position],
-            response_columns[response_position],
-            index,
+    response_values, problem = _checked_column(
+        response_table.iloc[response_rows, response_position],
+        response_columns[response_position],
+        index,
+    )
+    if problem is not None:
+        raise _fail(response_label, problem)
+    if aligned is None:
+        matrix = _checked_predictors(
+            predictors_table, predictor_rows, predictor_columns, index, predictors_label
         )
-        if problem is not None:
-            raise _fail(response_label, problem)
-        return ModelingData(
-            perturbed_tf=perturbed_tf,
-            response=pd.Series(response_values, index=index, name=perturbed_tf, dtype=np.float64),
-            predictors=pd.DataFrame(matrix, index=index, columns=pd.Index(predictor_columns)),
-            feature_counts=feature_counts,
-            warnings=tuple(warnings),
-            rows=rows,
-        )
+    # The warnings are returned, not logged here: the run logs them into its own log file.
+    logger.debug("features for %s: %s", perturbed_tf, feature_counts)
+    return ModelingData(
+        perturbed_tf=perturbed_tf,
+        response=pd.Series(response_values, index=index, name=perturbed_tf, dtype=np.float64),
+        predictors=pd.DataFrame(matrix, index=index, columns=pd.Index(predictor_columns)),
+        feature_counts=feature_counts,
+        warnings=tuple(warnings),
+        rows=rows,
+    )
 
+
+def _align(
+    response_table: pd.DataFrame,
+    predictors_table: pd.DataFrame,
+    perturbed_tf: str,
+    blacklist: Iterable[str],
+    min_rows: int,
+    response_label: str,
+    predictors_label: str,
+) -> tuple[pd.Index, np.ndarray, np.ndarray, dict[str, int]]:
+    """The modeled ids, their rows in each table and the feature counts (SPEC §2)."""
     response_ids = _id_strings(response_table.index)
     predictor_ids = _id_strings(predictors_table.index)
     # read_table guarantees this; tables built elsewhere get the same message.
@@ -363,46 +392,38 @@ def prepare_modeling_data(
             f"TF's own id); at least {min_rows} are needed for 4-fold stratified "
             "cross-validation",
         )
-
-    response_rows = pd.Index(response_ids).get_indexer(modeled_ids)
-    predictor_rows = pd.Index(predictor_ids).get_indexer(modeled_ids)
-    response_cells = response_table.iloc[response_rows, response_position]
-    response_values, problem = _checked_column(
-        response_cells, response_columns[response_position], modeled_ids
+    return (
+        pd.Index(modeled_ids, name=response_table.index.name),
+        pd.Index(response_ids).get_indexer(modeled_ids),
+        pd.Index(predictor_ids).get_indexer(modeled_ids),
+        feature_counts,
     )
-    if problem is not None:
-        raise _fail(response_label, problem)
 
-    matrix = _checked_rows(checked, predictor_columns, modeled_ids)
-    if matrix is None:
-        predictor_values: list[np.ndarray] = []
-        problems: list[tuple[str, str]] = []
-        for position, column in enumerate(predictor_columns):
-            cells = predictors_table.iloc[predictor_rows, position]
-            values, problem = _checked_column(cells, column, modeled_ids)
-            predictor_values.append(values)
-            if problem is not None:
-                problems.append((column, problem))
-        if problems:
-            message = problems[0][1]
-            if len(problems) > 1:
-                others = [_quote(column) for column, _ in problems[1:]]
-                message += f"; other columns with bad values: {_preview(others)}"
-            raise _fail(predictors_label, message)
-        matrix = np.column_stack(predictor_values)
 
-    index = pd.Index(modeled_ids, name=response_table.index.name)
-    response = pd.Series(response_values, index=index, name=perturbed_tf, dtype=np.float64)
-    predictors = pd.DataFrame(matrix, index=index, columns=pd.Index(predictor_columns))
-    # The warnings are returned, not logged here: the run logs them into its own log file.
-    logger.debug("features for %s: %s", perturbed_tf, feature_counts)
-    return ModelingData(
-        perturbed_tf=perturbed_tf,
-        response=response,
-        predictors=predictors,
-        feature_counts=feature_counts,
-        warnings=tuple(warnings),
-    )
+def _checked_predictors(
+    predictors_table: pd.DataFrame,
+    rows: np.ndarray,
+    columns: list[str],
+    feature_ids: pd.Index,
+    label: str,
+) -> np.ndarray:
+    """Every predictor column on ``rows`` as float64; the first bad column's problem raised."""
+    values: list[np.ndarray] = []
+    problems: list[tuple[str, str]] = []
+    for position, column in enumerate(columns):
+        column_values, problem = _checked_column(
+            predictors_table.iloc[rows, position], column, feature_ids
+        )
+        values.append(column_values)
+        if problem is not None:
+            problems.append((column, problem))
+    if problems:
+        message = problems[0][1]
+        if len(problems) > 1:
+            others = [_quote(column) for column, _ in problems[1:]]
+            message += f"; other columns with bad values: {_preview(others)}"
+        raise _fail(label, message)
+    return np.column_stack(values)
 
 
 def check_predictor_rows(
@@ -761,11 +782,8 @@ def _rows_from_checked(
     """
     if (
         checked is None
-        or checked.tables is None
-        or checked.response_rows is None
         or checked.tables[0] is not response_table
         or checked.tables[1] is not predictors_table
-        or checked.columns != tuple(str(column) for column in predictors_table.columns)
         or checked.blacklist != frozenset(blacklist)
     ):
         return None
@@ -789,18 +807,6 @@ def _rows_from_checked(
         return checked.ids, checked.response_rows, checked.values.copy(), counts, rows
     rows = CheckedRows(checked, keep)
     return checked.ids[keep], checked.response_rows[keep], checked.values[keep], counts, rows
-
-
-def _checked_rows(
-    checked: CheckedPredictors | None, columns: list[str], feature_ids: list[str]
-) -> np.ndarray | None:
-    """Rows ``feature_ids`` of ``checked`` (same values as checking them anew), or None."""
-    if checked is None or checked.columns != tuple(columns):
-        return None
-    positions = checked.ids.get_indexer(feature_ids)
-    if (positions < 0).any():
-        return None
-    return checked.values[positions]
 
 
 def _is_plain_numeric(dtype: object) -> bool:

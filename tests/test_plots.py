@@ -14,7 +14,7 @@ from distributed import get_worker
 
 from tfbp_dask import plots, run
 from tfbp_dask.execution import Executor
-from tfbp_dask.outputs import RunDirectory
+from tfbp_dask.outputs import RunDirectory, Writing
 
 
 def _importance(n_terms: int) -> pd.DataFrame:
@@ -137,7 +137,7 @@ def test_run_directory_writes_figures_once_drawn_and_all_before_finishing(tmp_pa
         handles.append(_Deferred(plot, args, log))
         return handles[-1]
 
-    run_dir = RunDirectory(tmp_path, "TF01", render=deferred)
+    run_dir = RunDirectory(tmp_path, "TF01", writing=Writing(render=deferred))
     first, second = run_dir.path / "first.png", run_dir.path / "second.png"
     run_dir._plot(first, plots.alpha_distribution, np.geomspace(1e-3, 1, 20), "t")
     run_dir._plot(second, plots.alpha_distribution, np.geomspace(1e-2, 1, 20), "t")

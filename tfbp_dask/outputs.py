@@ -185,6 +185,33 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+@dataclass(frozen=True)
+class Writing:
+    """How a run directory's files get written.
+
+    Attributes
+    ----------
+    render : Renderer
+        Draws a figure (``Executor.render``: on a worker), when the client writes.
+    offload : Renderer, optional
+        Runs a writing function where the workers see the directory
+        (``Executor.write``); None: the client writes every file.
+    one_task_per_stage : bool
+        A stage's tables and figures as one offloaded task (a batch).
+    share : callable, optional
+        ``Executor.shared``: the cluster's copy of a batch's checked predictors,
+        from which a worker writes a TF's processed predictors.
+    input_twins : bool
+        Parquet twins of the ``input_data/`` tables (``--no_input_parquet`` turns them off).
+    """
+
+    render: Renderer = render_here
+    offload: Renderer | None = None
+    one_task_per_stage: bool = False
+    share: Callable[[Any], Any] | None = None
+    input_twins: bool = True
+
+
 class RunDirectory:
     """``{output_dir}/{perturbed_tf}{suffix}_{timestamp}``, built in a ``.partial`` twin.
 
@@ -208,11 +235,7 @@ class RunDirectory:
         perturbed_tf: str,
         output_suffix: str = "",
         timestamp: str = "",
-        render: Renderer = render_here,
-        offload: Renderer | None = None,
-        one_task_per_stage: bool = False,
-        share: Callable[[Any], Any] | None = None,
-        input_twins: bool = True,
+        writing: Writing | None = None,
     ) -> None:
         self.timestamp = timestamp or timestamp_now()
         base = f"{perturbed_tf}{output_suffix}_{self.timestamp}"
@@ -224,25 +247,10 @@ class RunDirectory:
         self.final_path = final
         self.path = _partial(final)
         self.path.mkdir(parents=True)
-        self.finished = False
-        self._render = render
-        self._offload = offload
-        self._one_task_per_stage = one_task_per_stage
-        self._share = share
-        self._input_twins = input_twins
-        self._pending_plots: list[tuple[Path, PlotHandle]] = []
-        self._pending_files: list[PlotHandle] = []
+        self._start(writing)
 
     @classmethod
-    def reopen(
-        cls,
-        partial_path: Path,
-        render: Renderer = render_here,
-        offload: Renderer | None = None,
-        one_task_per_stage: bool = False,
-        share: Callable[[Any], Any] | None = None,
-        input_twins: bool = True,
-    ) -> RunDirectory:
+    def reopen(cls, partial_path: Path, writing: Writing | None = None) -> RunDirectory:
         """The ``.partial`` directory of an interrupted run, to finish it."""
         partial_path = Path(partial_path)
         run_dir = cls.__new__(cls)
@@ -250,15 +258,14 @@ class RunDirectory:
         run_dir.final_path = final
         run_dir.path = partial_path
         run_dir.timestamp = _timestamp_of(final.name)
-        run_dir.finished = False
-        run_dir._render = render
-        run_dir._offload = offload
-        run_dir._one_task_per_stage = one_task_per_stage
-        run_dir._share = share
-        run_dir._input_twins = input_twins
-        run_dir._pending_plots = []
-        run_dir._pending_files = []
+        run_dir._start(writing)
         return run_dir
+
+    def _start(self, writing: Writing | None) -> None:
+        self.finished = False
+        self._writing = writing or Writing()
+        self._pending_plots: list[tuple[Path, PlotHandle]] = []
+        self._pending_files: list[PlotHandle] = []
 
     @property
     def log_path(self) -> Path:
@@ -302,18 +309,18 @@ class RunDirectory:
         anyway) the tables and figures of a stage are one task: fewer
         messages for the client per TF.
         """
-        if self._offload is None:
+        if self._writing.offload is None:
             write_tables(tables)
             for path, plot, args in figures:
-                self._pending_plots.append((path, self._render(plot, *args)))
+                self._pending_plots.append((path, self._writing.render(plot, *args)))
             return
-        if self._one_task_per_stage:
-            self._pending_files.append(self._offload(write_files, tables, figures))
+        if self._writing.one_task_per_stage:
+            self._pending_files.append(self._writing.offload(write_files, tables, figures))
             return
         for figure in figures:
-            self._pending_files.append(self._offload(write_files, [], [figure]))
+            self._pending_files.append(self._writing.offload(write_files, [], [figure]))
         if tables:
-            self._pending_files.append(self._offload(write_files, tables, []))
+            self._pending_files.append(self._writing.offload(write_files, tables, []))
 
     def wait_for_files(self, wait: bool = True) -> None:
         """Wait until the files handed over so far are written (or drop those written)."""
@@ -327,7 +334,7 @@ class RunDirectory:
 
     def chunk_store(self, label: str) -> Callable[[BootstrapFits], None] | None:
         """A picklable checkpoint writer for where chunks are fitted, when that place sees here."""
-        if self._offload is None:
+        if self._writing.offload is None:
             return None
         return functools.partial(write_checkpoint, self.path / CHECKPOINT_DIR / label)
 
@@ -336,15 +343,16 @@ class RunDirectory:
         directory = self.path / "input_data"
         directory.mkdir(exist_ok=True)
         data = result.data
-        twins = self._input_twins
+        writing = self._writing
+        twins = writing.input_twins
         response = (_Indexed(data.response, twins), directory / "processed_response")
         predictors_path = directory / "processed_predictors"
-        if data.rows is not None and self._offload is not None and self._share is not None:
+        if data.rows is not None and writing.offload is not None and writing.share is not None:
             # The cluster holds the batch's predictors: a worker writes this TF's rows.
             self._pending_files.append(
-                self._offload(
+                writing.offload(
                     write_shared_rows,
-                    self._share(data.rows.checked),
+                    writing.share(data.rows.checked),
                     data.rows.keep,
                     data.predictors.index,
                     [str(column) for column in data.predictors.columns],
@@ -370,7 +378,9 @@ class RunDirectory:
         tables, figures = self._bootstrap_stage_files(stage_result)
         if stage == "all_data":
             # Draws in the smallest unsigned type (resampling.bootstrap_draws).
-            indices = _Draws(stage_result.fits.bootstrap, stage_result.draws, self._input_twins)
+            indices = _Draws(
+                stage_result.fits.bootstrap, stage_result.draws, self._writing.input_twins
+            )
             tables.append((indices, self.path / "input_data" / "bootstrap_indices"))
         self._files(tables, figures)
         name = "all_data_significant" if stage == "all_data" else "topn_significant"
@@ -464,7 +474,7 @@ class RunDirectory:
 
     def save_chunk(self, label: str, fits: BootstrapFits) -> None:
         """Persist one chunk of fitted bootstraps, unless ``chunk_store`` does it elsewhere."""
-        if self._offload is None:
+        if self._writing.offload is None:
             write_checkpoint(self.path / CHECKPOINT_DIR / label, fits)
 
     def load_chunks(self, label: str) -> BootstrapFits | None:

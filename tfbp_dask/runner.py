@@ -29,7 +29,7 @@ from .inputs import (
     read_blacklist,
     read_table,
 )
-from .outputs import RunDirectory
+from .outputs import RunDirectory, Writing
 from .workflow import WorkflowResult, check_folds, choose_seed, run_workflow
 
 if TYPE_CHECKING:
@@ -161,28 +161,21 @@ def run_loaded(
     started = time.perf_counter()
     # Workers that see the output directory write the tables and checkpoints.
     offload = executor.write if executor.sees(config.output_dir) else None
+    writing = Writing(
+        render=executor.render,
+        offload=offload,
+        one_task_per_stage=in_batch,
+        share=executor.shared,
+        input_twins=not config.no_input_parquet,
+    )
     if resume_from is None:
         run_dir = RunDirectory(
-            config.output_dir,
-            config.perturbed_tf,
-            config.output_suffix,
-            render=executor.render,
-            offload=offload,
-            one_task_per_stage=in_batch,
-            share=executor.shared,
-            input_twins=not config.no_input_parquet,
+            config.output_dir, config.perturbed_tf, config.output_suffix, writing=writing
         )
         seed = choose_seed(config.random_state)
         run_dir.save_manifest(provenance.manifest(config, seed))
     else:
-        run_dir = RunDirectory.reopen(
-            resume_from,
-            render=executor.render,
-            offload=offload,
-            one_task_per_stage=in_batch,
-            share=executor.shared,
-            input_twins=not config.no_input_parquet,
-        )
+        run_dir = RunDirectory.reopen(resume_from, writing)
         seed = provenance.check_resumable(resume_from, config)
     handler = provenance.attach_log(run_dir.log_path)
     result = WorkflowResult(config=config, data=data, seed=seed, stage1_terms=[])

@@ -6,6 +6,8 @@ TFs, written with the published tool's ``target_symbol`` id column and a one-col
 response file, which both tools read):
 
 * ``--help``, ``--version`` and an option error (median of five);
+* input errors on files of every TF (a missing TF, a text value in the response column, a
+  ragged row), each ending in exit 2 (median of five);
 * the fixed cost: the whole run at 10 bootstraps, numba cache warm (median of three);
 * the whole run at 300 and 1000 bootstraps, cache warm, next to the published
   ``tfbpmodeling`` command line (``--published``, run once each) on the same files;
@@ -51,6 +53,37 @@ def write_inputs(directory: Path, n_genes: int, n_tfs: int) -> tuple[Path, Path,
     data.response[["gene_id", tf]].rename(columns=ids).to_csv(response, index=False)
     data.predictors.rename(columns=ids).to_csv(predictors, index=False)
     return response, predictors, tf
+
+
+def write_bad_inputs(directory: Path, n_genes: int, n_tfs: int) -> dict[str, list[str]]:
+    """Options of runs that must end in exit 2 on whole-genome files (every column of both).
+
+    A missing TF on sound files (read by Arrow); a text value in the modeled response column
+    (that file is read record by record); a ragged row (the same, stopping at the shape).
+    """
+    data = make_dataset(n_genes=n_genes, n_tfs=n_tfs, seed=1)
+    tf = data.response.columns[1]
+    directory.mkdir(parents=True, exist_ok=True)
+    response, predictors = directory / "response.csv", directory / "predictors.csv"
+    data.response.to_csv(response, index=False)
+    data.predictors.to_csv(predictors, index=False)
+    text_value = directory / "response_text_value.csv"
+    frame = data.response.astype({tf: object})
+    frame.loc[n_genes // 2, tf] = "n.d."
+    frame.to_csv(text_value, index=False)
+    ragged = directory / "response_ragged.csv"
+    lines = response.read_text().splitlines(keepends=True)
+    lines[n_genes // 2] = lines[n_genes // 2].rstrip("\n") + ",1.0\n"
+    ragged.write_text("".join(lines))
+
+    def files(response_file: Path) -> list[str]:
+        return ["--response_file", str(response_file), "--predictors_file", str(predictors)]
+
+    return {
+        "missing TF": [*files(response), "--perturbed_tf", "NOT_A_TF"],
+        "text value in the response": [*files(text_value), "--perturbed_tf", tf],
+        "ragged response row": [*files(ragged), "--perturbed_tf", tf],
+    }
 
 
 def timed(argv: list[str], env: dict[str, str] | None = None, check: bool = True) -> float:
@@ -127,6 +160,14 @@ def main() -> None:
         print(f"--version                     {median_wall([*tool, '--version'], 5):6.2f} s")
         bad = ours.argv(0)  # --n_bootstraps 0: exit 2
         print(f"option error (exit 2)         {median_wall(bad, 5, check=False):6.2f} s")
+
+        bad_inputs = write_bad_inputs(scratch / "bad", args.n_genes, args.n_tfs)
+        for name, files in bad_inputs.items():
+            argv = [*tool, COMMAND, *files, "--n_cpus", "2", "--output_dir", str(scratch / "bad")]
+            done = subprocess.run(argv, capture_output=True, text=True)
+            assert done.returncode == 2, done.stderr
+            print(f"{name + ' (exit 2)':30s}{median_wall(argv, 5, check=False):6.2f} s")
+        assert not any((scratch / "bad").glob("*/")), "an exit-2 run left a directory"
 
         ours.run(10)  # the numba cache is warm from here on
         fixed = [ours.run(10) for _ in range(3)]

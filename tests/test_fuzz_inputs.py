@@ -24,7 +24,7 @@ import math
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from unittest import mock
 
@@ -37,7 +37,7 @@ from conftest import FUZZ_SETTINGS, ClusterStub, fuzz_examples
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
-from tfbp_dask import api
+from tfbp_dask import api, inputs
 from tfbp_dask.cli import main
 from tfbp_dask.errors import InputError
 from tfbp_dask.inputs import ModelingData, load_inputs, read_blacklist, read_table
@@ -841,6 +841,105 @@ def test_random_bytes_fail_cleanly(role, prefix, content, suffix, workdir, valid
 
 # ---------------------------------------------------------------------------------------------
 # 4. Blacklist files with random content
+
+
+# ---------------------------------------------------------------------------------------------
+# 3b. Plain files are read by Arrow: the same frame, bit for bit, or left to the csv reader
+
+
+def assert_same_frame(fast: pd.DataFrame, slow: pd.DataFrame) -> None:
+    assert list(fast.columns) == list(slow.columns)
+    assert fast.index.name == slow.index.name
+    assert fast.index.tolist() == slow.index.tolist()
+    for column in slow.columns:
+        expected = slow[column].to_numpy()
+        assert expected.dtype == np.float64, column  # Arrow reads numbers only
+        got = fast[column].to_numpy()
+        assert got.dtype == np.float64
+        same_bits = got.view(np.int64) == expected.view(np.int64)
+        assert np.all(same_bits | (np.isnan(got) & np.isnan(expected))), column
+
+
+plain_cells = st.one_of(
+    st.builds(spell, finite_floats, st.integers(0, 10)),
+    st.sampled_from(sorted(NA_TOKENS)),
+    # more digits than a double holds: correct rounding decides the last bit
+    st.builds(
+        lambda sign, digits, exponent: f"{sign}0.{digits}e{exponent}",
+        st.sampled_from(("", "-", "+")),
+        st.from_regex(r"\A[0-9]{17,30}\Z"),
+        st.integers(-330, 310),
+    ),
+    st.sampled_from(("inf", "-Infinity", "1e400", "4.9e-324", "2.4703282292062328e-324")),
+)
+
+
+@st.composite
+def plain_tables(draw) -> bytes:
+    """Tables Arrow may read (numbers and missing-value tokens), sometimes a little broken."""
+    cells = draw(st.lists(st.lists(plain_cells, min_size=3, max_size=3), min_size=1, max_size=20))
+    table = Table(
+        ["gene_id", "TF01", "TF02", "TF03"], [[f"g{r}", *row] for r, row in enumerate(cells)]
+    )
+    rnd = draw(rngs)
+    for _ in range(draw(st.integers(0, 2))):
+        mangle, _ = STRUCTURE_MANGLES[draw(st.sampled_from(sorted(STRUCTURE_MANGLES)))]
+        mangle(table, rnd, draw)
+    raw = render(table, draw(styles.map(lambda style: replace(style, quoting="minimal"))))
+    if draw(st.booleans()):
+        name = draw(st.sampled_from(sorted(set(RAW_MANGLES) - {"random_bytes"})))
+        raw = RAW_MANGLES[name](raw, rnd)
+    return raw
+
+
+@fuzzed(250)
+@given(
+    raw=st.one_of(
+        st.builds(lambda data, style: render(data.predictors, style), datasets(), styles),
+        mangled_cases().map(lambda case: case.raw["predictors"]),
+        plain_tables(),
+        plain_tables(),
+        st.lists(csv_alphabet, max_size=120)
+        .map(lambda parts: "".join(parts).encode())
+        .map(lambda content: b"gene_id,TF01,TF03\n" + content),
+    )
+)
+def test_arrow_reader_reads_what_the_csv_reader_reads(raw):
+    """Whatever the bytes: Arrow declines, or its frame is the csv reader's, bit for bit."""
+    _tried("Arrow reader next to the csv reader")
+    fast = inputs._parse_plain_csv(raw)
+    try:
+        slow = inputs._parse_any_csv(raw, "predictors file x.csv")
+    except InputError:
+        slow = None
+    event("read by Arrow" if fast is not None else "left to the csv reader")
+    if fast is not None:
+        assert slow is not None, "Arrow read a file the csv reader refuses"
+        assert_same_frame(fast, slow)
+
+
+@fuzzed(100)
+@given(
+    cells=st.lists(st.lists(plain_cells, min_size=3, max_size=3), min_size=1, max_size=30),
+    line_end=st.sampled_from(("\n", "\r\n", "\r")),
+    bom=st.booleans(),
+    trailing=st.booleans(),
+)
+def test_plain_numeric_files_are_read_by_arrow_as_float_reads_them(cells, line_end, bom, trailing):
+    _tried("plain files read by Arrow")
+    lines = ["gene_id,TF01,TF02,TF03", *(f"g{row},{','.join(r)}" for row, r in enumerate(cells))]
+    text = line_end.join(lines) + (line_end if trailing else "")
+    raw = (b"\xef\xbb\xbf" if bom else b"") + text.encode()
+    frame = inputs._parse_plain_csv(raw)
+    assert frame is not None
+    assert frame.index.tolist() == [f"g{row}" for row in range(len(cells))]
+    for position, column in enumerate(("TF01", "TF02", "TF03")):
+        for row, cell in enumerate(cells):
+            got, expected = frame[column].iloc[row], ref_float(cell[position])
+            if math.isnan(expected):
+                assert math.isnan(got), cell[position]
+            else:
+                assert np.float64(got).tobytes() == np.float64(expected).tobytes(), cell[position]
 
 
 def _blacklist_ids(raw: bytes) -> set[str] | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 
 import numpy as np
@@ -384,15 +385,23 @@ def test_predictors_checked_once_give_each_tf_the_same_rows(
         assert shared.predictors.to_numpy().tobytes() == own.predictors.to_numpy().tobytes()
 
 
+@pytest.mark.parametrize(
+    ("cell", "problem"),
+    [
+        ("n.d.", "non-numeric value 'n.d.' at feature TF02"),  # a text column
+        ("", "missing (empty or NaN) value at feature TF02"),  # columns all numbers
+        ("-inf", "infinite value at feature TF02"),
+    ],
+)
 def test_a_bad_value_in_one_tfs_own_row_fails_only_the_other_tfs(
-    files: tuple[Path, Path],
+    files: tuple[Path, Path], cell: str, problem: str
 ) -> None:
     """The shared check covers every TF's rows; a bad value on TF02's own row (which TF02 never
     models) makes it give up, and each TF then checks its own rows: TF02 runs, TF01 fails with
     the message it gives on its own."""
     response, predictors = files
     frame = pd.read_csv(predictors, dtype={"TF04": object})
-    frame.loc[frame["gene_id"] == "TF02", "TF04"] = "n.d."
+    frame.loc[frame["gene_id"] == "TF02", "TF04"] = cell
     frame.to_csv(predictors, index=False)
     response_table = read_table(response, "response")
     predictors_table = read_table(predictors, "predictors")
@@ -401,5 +410,5 @@ def test_a_bad_value_in_one_tfs_own_row_fails_only_the_other_tfs(
     paths = dict(response_path=response, predictors_path=predictors, checked=checked)
     data = prepare_modeling_data(response_table, predictors_table, "TF02", **paths)
     assert np.isfinite(data.predictors.to_numpy()).all()
-    with pytest.raises(InputError, match="non-numeric value 'n.d.' at feature TF02"):
+    with pytest.raises(InputError, match=re.escape(problem)):
         prepare_modeling_data(response_table, predictors_table, "TF01", **paths)

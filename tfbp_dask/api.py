@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import provenance
+from .background import PendingExecutor
 from .batch import BatchEntry, BatchHook, run_batch, write_batch_table
 from .batch_report import write_interactions
 from .config import WorkflowConfig
 from .errors import InputError
-from .execution import Executor, PendingExecutor, client_security
 from .outputs import timestamp_now
 from .precheck import interrupted_tf
 from .runner import InputCache, ProgressHook, RunOutcome, prepare, run_loaded
@@ -29,6 +29,8 @@ from .runner import InputCache, ProgressHook, RunOutcome, prepare, run_loaded
 if TYPE_CHECKING:
     from distributed import Client  # noqa: TID251 - a type hint only
     from distributed.security import Security  # noqa: TID251 - a type hint only
+
+    from .execution import Executor
 
 __all__ = [
     "BatchEntry",
@@ -209,21 +211,27 @@ def _connect(
 ) -> PendingExecutor:
     """The cluster of a run: the caller's client, the config's scheduler, or a local one.
 
-    Connected in the background (``PendingExecutor``); once connected, the
-    workers load the config's engine. A local cluster for an engine whose fits
-    release the GIL (``gram``) is ``n_cpus`` worker threads of this process: it
-    starts in a fraction of a second and loads the engine once; other engines
-    get one worker process per CPU.
+    Connected in the background (``PendingExecutor``), Dask's import included;
+    once connected, the workers load the config's engine. A local cluster for
+    an engine whose fits release the GIL (``gram``) is ``n_cpus`` worker
+    threads of this process: it starts in a fraction of a second and loads the
+    engine once; other engines get one worker process per CPU.
     """
-    if security is None and config.scheduler_address is not None:
-        security = client_security(config.tls_ca_file, config.tls_cert, config.tls_key)
-    return Executor.start(
-        config.n_cpus,
-        config.scheduler_address,
-        client,
-        processes=config.starts_worker_processes,
-        dashboard=config.dashboard,
-        connect_timeout=config.connect_timeout,
-        security=security,
-        warm=config.engine,
-    )
+
+    def connect() -> Executor:
+        from .execution import Executor, client_security  # Dask: imported in the background
+
+        given = security
+        if given is None and config.scheduler_address is not None:
+            given = client_security(config.tls_ca_file, config.tls_cert, config.tls_key)
+        return Executor.connect(
+            config.n_cpus,
+            config.scheduler_address,
+            client,
+            processes=config.starts_worker_processes,
+            dashboard=config.dashboard,
+            connect_timeout=config.connect_timeout,
+            security=given,
+        )
+
+    return PendingExecutor(connect, warm=config.engine)

@@ -412,3 +412,19 @@ def test_a_bad_value_in_one_tfs_own_row_fails_only_the_other_tfs(
     assert np.isfinite(data.predictors.to_numpy()).all()
     with pytest.raises(InputError, match=re.escape(problem)):
         prepare_modeling_data(response_table, predictors_table, "TF01", **paths)
+
+
+def test_a_text_column_is_read_by_arrow_as_the_csv_reader_reads_it() -> None:
+    """A column with a cell Arrow will not read as a number is read again as text, and
+    converted cell by cell as the record-by-record path converts it: the same frame."""
+    from tfbp_dask.inputs import _parse_any_csv, _parse_plain_csv
+
+    rows = [f"g{row},{row}.5,{-row}e-3,{row % 7}" for row in range(50)]
+    rows[20] = "g20,n.d.,1.0,2"  # text: the column keeps its text
+    rows[30] = "g30,1.5, NA ,2"  # padded token: a number column once converted cell by cell
+    raw = ("gene_id,TF01,TF02,TF03\n" + "\n".join(rows) + "\n").encode()
+    fast = _parse_plain_csv(raw)
+    assert fast is not None
+    assert fast["TF01"].dtype != np.float64 and fast["TF01"].iloc[20] == "n.d."
+    assert fast["TF02"].dtype == np.float64 and np.isnan(fast["TF02"].iloc[30])
+    pd.testing.assert_frame_equal(fast, _parse_any_csv(raw, "x"), check_exact=True)

@@ -33,10 +33,12 @@ import difflib
 import io
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -86,6 +88,8 @@ _NA_TOKENS = frozenset(
     }
 )
 _PREVIEW_ITEMS = 5
+# Columns with text that Arrow may hand back before the file is read record by record instead.
+_MAX_TEXT_COLUMNS = 8
 _MAX_ITEM_CHARS = 40
 
 
@@ -602,12 +606,13 @@ def _parse_plain_csv(raw: bytes) -> pd.DataFrame | None:
     """The frame ``_parse_csv`` makes of a plain, sound CSV file, read by Arrow; else None.
 
     Plain: no quote and no NUL byte, a header line of distinct names. Sound: every record has
-    the header's fields, every feature id is non-empty and unique, every data cell is a
-    number or a missing-value token (exactly, unpadded). On such a file Arrow's reader (about
-    10x faster on a genome-scale table) gives the same frame, bit for bit: its numbers are
-    correctly rounded, as ``float()``'s are, and it rejects anything ``float()`` might read
-    otherwise. Anything else returns None and the file is read by the standard library's
-    reader, which names its first problem in the documented order.
+    the header's fields and every feature id is non-empty and unique. On such a file Arrow's
+    reader (about 10x faster on a genome-scale table) gives the same frame, bit for bit. Its
+    numbers are correctly rounded, as ``float()``'s are, and it refuses anything ``float()``
+    might read otherwise (padding, underscores, other digits). A column with a cell it refuses
+    is read again as text and converted as the standard library's path converts it
+    (``_parse_cells``), up to ``_MAX_TEXT_COLUMNS`` of them. Anything else returns None, and
+    the file is read record by record, which names its first problem in the documented order.
     """
     if raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8) :]
@@ -628,34 +633,62 @@ def _parse_plain_csv(raw: bytes) -> pd.DataFrame | None:
         or all(_looks_numeric(name) for name in names[1:])
     ):
         return None
-
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
-    keys = [f"c{position}" for position in range(len(names))]
-    try:
-        table = pa_csv.read_csv(
-            pa.py_buffer(raw),
-            read_options=pa_csv.ReadOptions(column_names=keys, skip_rows=1),
-            parse_options=pa_csv.ParseOptions(quote_char=False, ignore_empty_lines=True),
-            convert_options=pa_csv.ConvertOptions(
-                column_types={key: pa.string() if key == "c0" else pa.float64() for key in keys},
-                null_values=sorted(_NA_TOKENS),
-                strings_can_be_null=False,
-            ),
-        )
-    except (pa.ArrowException, ValueError):
-        return None
-    if table.num_rows == 0:
+    table, text_columns = _arrow_table(raw, len(names))
+    if table is None or table.num_rows == 0:
         return None
     ids = [feature.strip() for feature in table.column(0).to_pylist()]
     if not all(ids) or len(set(ids)) != len(ids):
         return None
-    # One conversion for every column (per-column calls each wait for the GIL again).
-    frame = table.drop_columns(["c0"]).to_pandas()
-    frame.columns = pd.Index(names[1:])
-    frame.index = pd.Index(ids, name=names[0])
-    return frame
+    index = pd.Index(ids, name=names[0])
+    if not text_columns:
+        # One conversion for every column (per-column calls each wait for the GIL again).
+        frame = table.drop_columns(["c0"]).to_pandas()
+        frame.columns = pd.Index(names[1:])
+        frame.index = index
+        return frame
+    numbers = table.select([key for key in table.column_names[1:] if key not in text_columns])
+    values = dict(zip(numbers.column_names, numbers.to_pandas().to_numpy().T))
+    for key in text_columns:
+        values[key] = _parse_cells(table.column(key).to_pylist())
+    columns = [values[key] for key in table.column_names[1:]]
+    return pd.DataFrame(dict(zip(names[1:], columns)), index=index)
+
+
+def _arrow_table(raw: bytes, n_columns: int) -> tuple[Any, set[str]]:
+    """Arrow's table of a plain file after its header, and the columns it holds as text.
+
+    Ids are text; the other columns numbers, missing-value tokens null. Arrow stops at the
+    first cell it cannot read as a number and names its column; that column is then read as
+    text, up to ``_MAX_TEXT_COLUMNS`` times. None for anything else (ragged rows, …).
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    keys = [f"c{position}" for position in range(n_columns)]
+    text_columns: set[str] = set()
+    while len(text_columns) <= _MAX_TEXT_COLUMNS:
+        text = {"c0", *text_columns}
+        try:
+            table = pa_csv.read_csv(
+                pa.py_buffer(raw),
+                read_options=pa_csv.ReadOptions(column_names=keys, skip_rows=1),
+                parse_options=pa_csv.ParseOptions(quote_char=False, ignore_empty_lines=True),
+                convert_options=pa_csv.ConvertOptions(
+                    column_types={k: pa.string() if k in text else pa.float64() for k in keys},
+                    null_values=sorted(_NA_TOKENS),
+                    strings_can_be_null=False,
+                ),
+            )
+        except pa.ArrowInvalid as error:
+            refused = re.match(r"In CSV column #(\d+): CSV conversion error", str(error))
+            if refused is None or f"c{refused[1]}" in text:
+                return None, text_columns
+            text_columns.add(f"c{refused[1]}")
+            continue
+        except (pa.ArrowException, ValueError):
+            return None, text_columns
+        return table, text_columns
+    return None, text_columns
 
 
 def _csv_records(text: str, label: str) -> tuple[list[str] | None, int, list[list[str]], list[int]]:

@@ -69,7 +69,10 @@ def test_full_run_writes_the_documented_layout(small_dataset, tmp_path):
     # The process ends without interpreter teardown: the log must still be complete.
     log_lines = (run_dir / f"tfbpmodeling_{timestamp}.log").read_text().splitlines()
     assert log_lines[-1].endswith("TF01: completed")
-    assert "2 worker threads in this process; no dashboard" in done.stderr
+    assert (
+        "2 worker threads in this process, figures drawn in a process of their own; no dashboard"
+        in done.stderr
+    )
     for stage in ("all_data_results", "topn_results"):
         for table in TABLES:
             _assert_twin(run_dir / stage / table)

@@ -12,7 +12,7 @@ import urllib.request
 from dataclasses import replace
 
 import pytest
-from conftest import dataset_config
+from conftest import dataset_config, png_size
 from distributed import Client
 
 import tfbp_dask
@@ -175,6 +175,10 @@ def test_embedded_cluster_is_threads_for_gram_and_processes_for_sklearn(
         assert executor.client.nthreads() and set(executor.client.nthreads().values()) == {1}
         assert executor.dashboard_link is None  # not asked for
         assert executor.describe()["dashboard"] is None
+        # Figures beside threads: a process of their own for a single run, not for a batch.
+        assert (executor._drawing is not None) == (engine == "gram")
+    with tfbp_dask.api._connect(config, None, batch=True) as pending:
+        assert pending.result()._drawing is None
 
 
 def test_dashboard_is_served_on_loopback_only_when_asked_for():
@@ -193,3 +197,58 @@ def test_dashboard_is_served_on_loopback_only_when_asked_for():
             urllib.request.urlopen(
                 f"http://127.0.0.1:{server.port}/status", timeout=30
             )  # no dashboard pages
+
+
+def test_figures_beside_a_cluster_of_threads_are_drawn_in_a_process_of_their_own(
+    tiny_dataset, tmp_path
+):
+    """The gram engine's embedded cluster is threads of the client's process; its figures
+    are drawn by a process of their own (on another CPU, not under the client's GIL): the
+    client never imports matplotlib, and every figure is on disk when the run ends."""
+    _, response, predictors = tiny_dataset
+    report = _probe(
+        "linear_perturbation_binding_modeling",
+        *("--response_file", str(response), "--predictors_file", str(predictors)),
+        *("--perturbed_tf", "TF01", "--n_bootstraps", "20", "--top_n", "120", "--n_cpus", "2"),
+        *("--output_dir", str(tmp_path)),
+    )
+    assert report["status"] == 0
+    assert "matplotlib" not in report["heavy"] and "distributed" in report["heavy"]
+    (run_dir,) = tmp_path.iterdir()
+    figures = sorted(path.name for path in run_dir.rglob("*.png"))
+    assert len(figures) == 7, figures
+    for path in run_dir.rglob("*.png"):
+        width, height = png_size(path.read_bytes())
+        assert width > 100 and height > 100
+
+
+def test_a_figure_is_drawn_here_when_the_drawing_process_is_gone(tmp_path):
+    """A drawing process that died costs no figure: the figure is drawn here instead."""
+    from concurrent.futures import Future
+    from concurrent.futures.process import BrokenProcessPool
+
+    import numpy as np
+
+    from tfbp_dask import plots
+    from tfbp_dask.execution import DrawingTask
+    from tfbp_dask.outputs import write_files
+
+    alphas = np.geomspace(1e-3, 1.0, 50)
+
+    def figure(name: str) -> list:
+        return [(tmp_path / name, plots.alpha_distribution, (alphas, name))]
+
+    failed: Future = Future()
+    failed.set_exception(BrokenProcessPool("the process died"))
+    DrawingTask(failed, write_files, ([], figure("failed.png"))).result()
+    assert min(png_size((tmp_path / "failed.png").read_bytes())) > 100
+
+    with Executor.connect(n_workers=1, processes=False) as executor:
+        assert executor._drawing is not None
+        ended = executor._drawing.submit(sys.exit, 3)  # os._exit in that process: it dies
+        with pytest.raises(BrokenProcessPool):
+            ended.result(timeout=60)
+        executor.draw_figure(write_files, [], figure("after.png")).result()
+    assert png_size((tmp_path / "after.png").read_bytes()) == png_size(
+        (tmp_path / "failed.png").read_bytes()
+    )

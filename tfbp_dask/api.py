@@ -128,7 +128,7 @@ def run_many(
     for config in configs:
         config.validate().check_files()
     first = configs[0]
-    cluster = _connect(first, client, security)  # starts while the inputs are read
+    cluster = _connect(first, client, security, batch=True)  # starts while the inputs are read
     try:
         cache = InputCache()
         for config in configs:  # a bad file fails the whole batch, before anything is written
@@ -207,7 +207,10 @@ def _check_one_runs(configs: Sequence[WorkflowConfig], cache: InputCache) -> Non
 
 
 def _connect(
-    config: WorkflowConfig, client: Client | None, security: Security | None = None
+    config: WorkflowConfig,
+    client: Client | None,
+    security: Security | None = None,
+    batch: bool = False,
 ) -> PendingExecutor:
     """The cluster of a run: the caller's client, the config's scheduler, or a local one.
 
@@ -215,7 +218,8 @@ def _connect(
     once connected, the workers load the config's engine. A local cluster for
     an engine whose fits release the GIL (``gram``) is ``n_cpus`` worker
     threads of this process: it starts in a fraction of a second and loads the
-    engine once; other engines get one worker process per CPU.
+    engine once, and a single run's figures are drawn by a process of their own;
+    other engines get one worker process per CPU.
     """
 
     def connect() -> Executor:
@@ -232,6 +236,7 @@ def _connect(
             dashboard=config.dashboard,
             connect_timeout=config.connect_timeout,
             security=given,
+            drawing_process=not batch,
         )
 
     return PendingExecutor(connect, warm=config.engine)

@@ -203,6 +203,10 @@ class Writing:
         from which a worker writes a TF's processed predictors.
     input_twins : bool
         Parquet twins of the ``input_data/`` tables (``--no_input_parquet`` turns them off).
+    draw : Renderer, optional
+        Runs the function that draws and writes one figure, when ``offload`` is set and not
+        ``one_task_per_stage`` (``Executor.draw_figure``: a process of its own beside a cluster of
+        threads); by default ``offload``.
     """
 
     render: Renderer = render_here
@@ -210,6 +214,7 @@ class Writing:
     one_task_per_stage: bool = False
     share: Callable[[Any], Any] | None = None
     input_twins: bool = True
+    draw: Renderer | None = None
 
 
 class RunDirectory:
@@ -317,8 +322,9 @@ class RunDirectory:
         if self._writing.one_task_per_stage:
             self._pending_files.append(self._writing.offload(write_files, tables, figures))
             return
+        draw = self._writing.draw or self._writing.offload
         for figure in figures:
-            self._pending_files.append(self._writing.offload(write_files, [], [figure]))
+            self._pending_files.append(draw(write_files, [], [figure]))
         if tables:
             self._pending_files.append(self._writing.offload(write_files, tables, []))
 

@@ -220,7 +220,9 @@ def _expect_exit_2(argv: list[str], capsys, output_dir: Path) -> str:
     import tfbp_dask.api
 
     with (
-        mock.patch.object(tfbp_dask.api, "_connect", lambda *args: ClusterStub(_must_not_run)),
+        mock.patch.object(
+            tfbp_dask.api, "_connect", lambda *args, **kwargs: ClusterStub(_must_not_run)
+        ),
         pytest.raises(SystemExit) as stop,
     ):
         main(argv + ["--output_dir", str(output_dir)])

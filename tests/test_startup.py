@@ -224,8 +224,8 @@ def test_figures_beside_a_cluster_of_threads_are_drawn_in_a_process_of_their_own
 
 def test_a_figure_is_drawn_here_when_the_drawing_process_is_gone(tmp_path):
     """A drawing process that died costs no figure: the figure is drawn here instead."""
+    import os
     from concurrent.futures import Future
-    from concurrent.futures.process import BrokenProcessPool
 
     import numpy as np
 
@@ -239,16 +239,39 @@ def test_a_figure_is_drawn_here_when_the_drawing_process_is_gone(tmp_path):
         return [(tmp_path / name, plots.alpha_distribution, (alphas, name))]
 
     failed: Future = Future()
-    failed.set_exception(BrokenProcessPool("the process died"))
+    failed.set_exception(RuntimeError("the drawing process ended before this call"))
     DrawingTask(failed, write_files, ([], figure("failed.png"))).result()
     assert min(png_size((tmp_path / "failed.png").read_bytes())) > 100
 
     with Executor.connect(n_workers=1, processes=False) as executor:
         assert executor._drawing is not None
-        ended = executor._drawing.submit(sys.exit, 3)  # os._exit in that process: it dies
-        with pytest.raises(BrokenProcessPool):
+        ended = executor._drawing.submit(os._exit, 3)  # that process dies
+        with pytest.raises(RuntimeError, match="ended before this call"):
             ended.result(timeout=60)
         executor.draw_figure(write_files, [], figure("after.png")).result()
     assert png_size((tmp_path / "after.png").read_bytes()) == png_size(
         (tmp_path / "failed.png").read_bytes()
     )
+
+
+def test_a_driver_script_without_a_main_guard_runs_once(tiny_dataset, tmp_path):
+    """The drawing process is a plain child interpreter: it never re-runs the caller's main
+    script, so a script need not guard its body with ``if __name__ == "__main__"``."""
+    _, response, predictors = tiny_dataset
+    marker = tmp_path / "runs.txt"
+    script = tmp_path / "driver.py"
+    script.write_text(
+        "from pathlib import Path\n"
+        "from tfbp_dask import WorkflowConfig, run\n"
+        f"with open({str(marker)!r}, 'a') as out:\n"
+        "    out.write('ran\\n')\n"
+        f"config = WorkflowConfig(Path({str(response)!r}), Path({str(predictors)!r}), 'TF01',\n"
+        f"    n_bootstraps=20, top_n=120, n_cpus=2, output_dir=Path({str(tmp_path / 'out')!r}))\n"
+        "print(run(config).outcome)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    assert marker.read_text() == "ran\n"
+    assert len(list((tmp_path / "out").rglob("*.png"))) == 7

@@ -16,11 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import multiprocessing
-import os
-import signal
 import socket
-import sys
 import threading
 import time
 import uuid
@@ -28,7 +24,6 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future as LocalFuture
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -45,6 +40,7 @@ from threadpoolctl import threadpool_limits
 
 from ._version import __version__
 from .design import Term, design_matrix
+from .drawing import DrawingProcess
 from .engines import GIL_FREE_ENGINES, BootstrapFits, LassoParams, get_engine, warm_up
 from .errors import ClusterUnavailable
 from .inputs import CheckedPredictors, CheckedRows
@@ -220,28 +216,6 @@ def _local_cluster(n_workers: int, processes: bool, port: int, dashboard: bool) 
         )
 
 
-def _drawing_process() -> ProcessPoolExecutor:
-    """One process that draws and writes figures beside an embedded cluster of threads.
-
-    Threads of this process draw under its GIL, in turn with the client and the fits'
-    own Python: 0.7 s of a 3 s run at 300 bootstraps. A process of its own draws on
-    the other CPU instead. It starts now and imports matplotlib while the run reads
-    its inputs and loads the kernels, so this process never imports it.
-    """
-    context = multiprocessing.get_context("spawn")  # no fork of a process with threads
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_start_drawing)
-    pool.submit(_warm_figures)
-    return pool
-
-
-def _start_drawing() -> None:
-    """The drawing process: Ctrl-C (sent to the whole process group) is the run's to handle,
-    and once told to stop it ends at once. Every figure's file is closed when its task
-    returns; tearing down matplotlib's and pandas' modules took 0.1 s of every run's end."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    sys.exit = os._exit  # multiprocessing ends a spawned process with sys.exit(code)
-
-
 def _warm_engine(engine: str) -> None:
     """Worker side: import the engine and load (or compile) its kernels."""
     with _blas_pinned(engine):
@@ -310,7 +284,7 @@ class Executor:
     _stages: int = field(default=0, repr=False)
     _dashboard: bool = field(default=False, repr=False)  # an embedded cluster's, when served
     # The figures' process beside an embedded cluster of threads (``draw_figure``).
-    _drawing: ProcessPoolExecutor | None = field(default=None, repr=False)
+    _drawing: DrawingProcess | None = field(default=None, repr=False)
 
     @classmethod
     def connect(
@@ -391,12 +365,12 @@ class Executor:
         # Dask's HTTP server (health, metrics; the dashboard when asked for) listens on
         # loopback only: the embedded cluster is for this machine's user.
         port = DASHBOARD_PORT if dashboard and _free_port(DASHBOARD_PORT) else 0
-        drawing = _drawing_process() if drawing_process and not processes else None
+        drawing = DrawingProcess() if drawing_process and not processes else None
         try:
             cluster = _local_cluster(n_workers, processes, port, dashboard)
         except BaseException:
             if drawing is not None:
-                drawing.shutdown(wait=False, cancel_futures=True)
+                drawing.close()
             raise
         executor = cls(
             client=Client(cluster),
@@ -483,10 +457,7 @@ class Executor:
             return
         self._closed = True
         if self._drawing is not None:
-            # Waited for, so that its queues are released before this process ends
-            # (else multiprocessing's resource tracker reports them as leaked).
-            self._drawing.shutdown(wait=True, cancel_futures=True)
-            self._drawing = None
+            self._drawing.close()
         if self.owns_client:
             self.client.close()
             if self.cluster is not None:
@@ -553,11 +524,11 @@ class Executor:
 
     def draw_figure(self, function: Callable[..., None], *args: Any) -> ClusterTask | DrawingTask:
         """Draw and write a figure (``function(*args)``): in the drawing process if there is
-        one (an embedded cluster of threads, see ``_drawing_process``), else as ``write``."""
+        one (beside an embedded cluster of threads, see ``drawing.py``), else as ``write``."""
         if self._drawing is not None:
             try:
                 return DrawingTask(self._drawing.submit(function, *args), function, args)
-            except RuntimeError as error:  # the process is gone (BrokenProcessPool) or shut
+            except RuntimeError as error:  # the process has ended
                 logger.debug("figure drawn by a worker: %s: %s", type(error).__name__, error)
         return self.write(function, *args)
 

@@ -60,10 +60,15 @@ def test_fold_labels_match_stratified_kfold(seed):
 
 
 def test_bootstrap_folds_are_seeded_by_bootstrap_index():
+    """Bootstrap b's folds are StratifiedKFold's with random_state=b, whatever the other
+    bootstraps of the chunk (one stream is re-seeded per bootstrap)."""
     classes = np.repeat([1, 2, 3], [8, 4, 40])
-    folds = bootstrap_test_folds(classes, np.arange(3))
-    for b in range(3):
-        np.testing.assert_array_equal(folds[b], cv_fold_labels(classes, b))
+    bootstraps = np.array([0, 1, 2, 7, 1000, 3])
+    folds = bootstrap_test_folds(classes, bootstraps)
+    for row, b in enumerate(bootstraps):
+        splitter = StratifiedKFold(n_splits=4, shuffle=True, random_state=int(b))
+        for fold, (_, test) in enumerate(splitter.split(np.zeros(len(classes)), classes)):
+            np.testing.assert_array_equal(np.flatnonzero(folds[row] == fold), test)
     assert not np.array_equal(folds[0], folds[1])
 
 

@@ -639,19 +639,19 @@ def _parse_plain_csv(raw: bytes) -> pd.DataFrame | None:
     ids = [feature.strip() for feature in table.column(0).to_pylist()]
     if not all(ids) or len(set(ids)) != len(ids):
         return None
-    index = pd.Index(ids, name=names[0])
-    if not text_columns:
-        # One conversion for every column (per-column calls each wait for the GIL again).
-        frame = table.drop_columns(["c0"]).to_pandas()
-        frame.columns = pd.Index(names[1:])
-        frame.index = index
-        return frame
-    numbers = table.select([key for key in table.column_names[1:] if key not in text_columns])
-    values = dict(zip(numbers.column_names, numbers.to_pandas().to_numpy().T))
-    for key in text_columns:
-        values[key] = _parse_cells(table.column(key).to_pylist())
-    columns = [values[key] for key in table.column_names[1:]]
-    return pd.DataFrame(dict(zip(names[1:], columns)), index=index)
+    # The number columns in one conversion (per-column calls each wait for the GIL again,
+    # and the cluster's thread holds it meanwhile), then each text column in its place.
+    text_positions = sorted(int(key[1:]) for key in text_columns)
+    numbers = table.drop_columns(["c0", *(f"c{position}" for position in text_positions)])
+    frame = numbers.to_pandas()
+    frame.columns = pd.Index(
+        [name for position, name in enumerate(names) if position and position not in text_positions]
+    )
+    for position in text_positions:
+        cells = _parse_cells(table.column(position).to_pylist())
+        frame.insert(position - 1, names[position], cells)
+    frame.index = pd.Index(ids, name=names[0])
+    return frame
 
 
 def _arrow_table(raw: bytes, n_columns: int) -> tuple[Any, set[str]]:

@@ -6,7 +6,7 @@ bootstraps), in turn with the fits' Python and the table writes. A ``DrawingProc
 draws them on another CPU instead: started with the cluster, it imports matplotlib
 while the run reads its inputs and loads the kernels.
 
-It is a plain child interpreter (``python -m tfbp_dask.drawing``) fed pickled calls on
+It is a plain child interpreter (``python -c`` running ``serve``) fed pickled calls on
 its standard input, answering on its standard output. Unlike a multiprocessing pool it
 never re-runs the caller's main script (a driver script need not guard its body with
 ``if __name__ == "__main__"``), and it ends as soon as its input is closed. It ignores
@@ -26,7 +26,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 # The directory holding this package, first on the child's path: it imports this code.
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -93,8 +93,8 @@ class DrawingProcess:
                     future.set_result(value)
                 else:
                     future.set_exception(value)
-        except Exception:  # EOF: the process ended (closed, or died)
-            pass
+        except Exception:  # EOF (the process ended: closed, or died) or a garbled answer
+            pass  # either way no more answers: the calls in flight fail below
         stream.close()
         with self._lock:
             self._closed = True
@@ -103,11 +103,10 @@ class DrawingProcess:
             future.set_exception(RuntimeError("the drawing process ended before this call"))
 
 
-def serve(requests: BinaryIO | None = None, answers: BinaryIO | None = None) -> None:
-    """The child's loop: run each call read from ``requests``, answer on ``answers``."""
+def serve() -> None:
+    """The child's loop: run each call read from standard input, answer on standard output."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    requests = requests or sys.stdin.buffer
-    answers = answers or sys.stdout.buffer
+    requests, answers = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not garble the answers
     from .plots import warm_up
 

@@ -368,17 +368,17 @@ class Executor:
         drawing = DrawingProcess() if drawing_process and not processes else None
         try:
             cluster = _local_cluster(n_workers, processes, port, dashboard)
+            executor = cls(
+                client=Client(cluster),
+                owns_client=True,
+                cluster=cluster,
+                _dashboard=dashboard,
+                _drawing=drawing,
+            )
         except BaseException:
             if drawing is not None:
                 drawing.close()
             raise
-        executor = cls(
-            client=Client(cluster),
-            owns_client=True,
-            cluster=cluster,
-            _dashboard=dashboard,
-            _drawing=drawing,
-        )
         logger.info(
             "started a local Dask cluster: %d %s; %s",
             n_workers,

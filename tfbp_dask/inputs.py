@@ -16,8 +16,9 @@ rows per TF (:func:`prepare_modeling_data`).
 
 CSV records are read by the standard library's ``csv`` reader (RFC 4180 quoting, strict: a
 quote must close a field), which also tells the line each record ends on for the messages. A
-plain, sound file (no quotes, numbers only) is read by Arrow's CSV reader instead, into the
-same frame bit for bit, in a tenth of the time (``_parse_plain_csv``).
+plain, sound file (no quotes; numbers, and at most a few text columns) is read by Arrow's
+CSV reader instead, into the same frame bit for bit, in a tenth of the time
+(``_parse_plain_csv``).
 Conventions, where the format leaves room: lines end at ``\n``, ``\r\n`` or ``\r`` (in the
 tables and the blacklist alike); surrounding whitespace of feature ids, column names and cells
 is ignored; lines that are blank (or hold only empty cells) are skipped; the cells that

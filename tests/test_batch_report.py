@@ -29,9 +29,13 @@ def _config(dataset, output_dir: Path, **options):
     )
 
 
+# pandas 3 reads floats exactly by default (and deprecates the option); 2.x may be 1 ulp off.
+_EXACT_FLOATS = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+
+
 def _csv(path: Path) -> pd.DataFrame:
     """A CSV read exactly (floats round-trip, ids stay strings)."""
-    return pd.read_csv(path, keep_default_na=False, na_values=[""])
+    return pd.read_csv(path, keep_default_na=False, na_values=[""], **_EXACT_FLOATS)
 
 
 def _batch_files(output_dir: Path) -> tuple[Path, Path, Path]:

@@ -182,3 +182,32 @@ def test_figures_of_a_stage_are_on_disk_while_the_next_stage_runs(
     outcome = run(config, client=client_two_workers, progress=progress)
     assert outcome.outcome == "completed"
     assert seen == [expected]
+
+
+def test_heatmap_of_tfs_without_a_stage4_verdict(monkeypatch) -> None:
+    """A TF that stopped before stage 4 has no verdict (NA in the table's string column):
+    its cells are drawn, only the pairs stage 4 kept get a marker (pandas 2.1 gives an
+    object array for a comparison with NA, which cannot index)."""
+    from tfbp_dask.batch_report import Interaction, interactions_table
+
+    stage = (98.0, -0.1, 0.1, 0.5, 1.0)
+    rows = [
+        Interaction("TF01", "TF02", "TF01:TF02", *stage, *stage, True, "linear", "interactor", 0.1),
+        Interaction("TF01", "TF03", "TF01:TF03", *stage, *stage, True, "linear", "dropped", 0.0),
+        Interaction("TF04", "TF02", "TF04:TF02", *stage, *stage, None, None, None, float("nan")),
+    ]  # fmt: skip
+    table = interactions_table(rows)
+    assert table["stage4_verdict"].isna().sum() == 1
+    marked = []
+    from matplotlib.axes import Axes
+
+    scatter = Axes.scatter
+
+    def recording_scatter(self, x, y, *args, **kwargs):
+        marked.append(list(zip(np.asarray(x).tolist(), np.asarray(y).tolist())))
+        return scatter(self, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(Axes, "scatter", recording_scatter)
+    png = plots.interaction_heatmap(table, "a TF without stage 4")
+    assert png[:8] == PNG_SIGNATURE
+    assert marked == [[(0, 0)]]  # TF01 x TF02 only

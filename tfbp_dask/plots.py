@@ -204,7 +204,8 @@ def interaction_heatmap(interactions: pd.DataFrame, title: str) -> bytes:
         aspect="auto",
         interpolation="nearest",
     )
-    kept = (interactions["stage4_verdict"] == "interactor").to_numpy()
+    # No verdict (a TF that stopped before stage 4) is not kept.
+    kept = (interactions["stage4_verdict"] == "interactor").fillna(False).to_numpy(dtype=bool)
     axis.scatter(
         column[kept], row[kept], s=(0.35 * 72 * cell) ** 2, color="black", edgecolors="white"
     )

@@ -412,10 +412,15 @@ def _checked_predictors(
     predictors_table: pd.DataFrame,
     rows: np.ndarray,
     columns: list[str],
-    feature_ids: pd.Index,
+    feature_ids: Sequence[str],
     label: str,
 ) -> np.ndarray:
     """Every predictor column on ``rows`` as float64; the first bad column's problem raised."""
+    if all(_is_plain_numeric(dtype) for dtype in predictors_table.dtypes):
+        # The common case at once: every column already numbers (a plain file) and finite.
+        matrix = predictors_table.to_numpy(dtype=np.float64, na_value=np.nan)[rows]
+        if np.isfinite(matrix).all():
+            return matrix
     values: list[np.ndarray] = []
     problems: list[tuple[str, str]] = []
     for position, column in enumerate(columns):
@@ -452,21 +457,10 @@ def check_predictor_rows(
     rows = sorted(common - blacklist)
     positions = pd.Index(predictor_ids).get_indexer(rows)
     columns = [str(column) for column in predictors_table.columns]
-    if all(_is_plain_numeric(dtype) for dtype in predictors_table.dtypes):
-        # The common case at once: every column already numbers (a plain file).
-        matrix = predictors_table.to_numpy(dtype=np.float64, na_value=np.nan)[positions]
-        if not np.isfinite(matrix).all():
-            return None
-    else:
-        values = []
-        for position, column in enumerate(columns):
-            column_values, problem = _checked_column(
-                predictors_table.iloc[positions, position], column, rows
-            )
-            if problem is not None:
-                return None
-            values.append(column_values)
-        matrix = np.column_stack(values) if values else np.empty((len(rows), 0))
+    try:
+        matrix = _checked_predictors(predictors_table, positions, columns, rows, "predictors")
+    except InputError:  # each TF checks its own rows and names what it finds
+        return None
     return CheckedPredictors(
         pd.Index(rows, name=response_table.index.name),
         tuple(columns),
@@ -634,7 +628,7 @@ def _parse_plain_csv(raw: bytes) -> pd.DataFrame | None:
         or all(_looks_numeric(name) for name in names[1:])
     ):
         return None
-    table, text_columns = _arrow_table(raw, len(names))
+    table, text_positions = _arrow_table(raw, len(names))
     if table is None or table.num_rows == 0:
         return None
     ids = [feature.strip() for feature in table.column(0).to_pylist()]
@@ -642,8 +636,7 @@ def _parse_plain_csv(raw: bytes) -> pd.DataFrame | None:
         return None
     # The number columns in one conversion (per-column calls each wait for the GIL again,
     # and the cluster's thread holds it meanwhile), then each text column in its place.
-    text_positions = sorted(int(key[1:]) for key in text_columns)
-    numbers = table.drop_columns(["c0", *(f"c{position}" for position in text_positions)])
+    numbers = table.drop_columns([table.column_names[k] for k in (0, *text_positions)])
     frame = numbers.to_pandas()
     frame.columns = pd.Index(
         [name for position, name in enumerate(names) if position and position not in text_positions]
@@ -655,8 +648,9 @@ def _parse_plain_csv(raw: bytes) -> pd.DataFrame | None:
     return frame
 
 
-def _arrow_table(raw: bytes, n_columns: int) -> tuple[Any, set[str]]:
-    """Arrow's table of a plain file after its header, and the columns it holds as text.
+def _arrow_table(raw: bytes, n_columns: int) -> tuple[Any, list[int]]:
+    """Arrow's table of a plain file after its header, and the data columns it holds as text
+    (positions, ascending).
 
     Ids are text; the other columns numbers, missing-value tokens null. Arrow stops at the
     first cell it cannot read as a number and names its column; that column is then read as
@@ -666,9 +660,9 @@ def _arrow_table(raw: bytes, n_columns: int) -> tuple[Any, set[str]]:
     import pyarrow.csv as pa_csv
 
     keys = [f"c{position}" for position in range(n_columns)]
-    text_columns: set[str] = set()
-    while len(text_columns) <= _MAX_TEXT_COLUMNS:
-        text = {"c0", *text_columns}
+    text_positions: list[int] = []
+    while len(text_positions) <= _MAX_TEXT_COLUMNS:
+        text = {keys[position] for position in (0, *text_positions)}
         try:
             table = pa_csv.read_csv(
                 pa.py_buffer(raw),
@@ -682,14 +676,15 @@ def _arrow_table(raw: bytes, n_columns: int) -> tuple[Any, set[str]]:
             )
         except pa.ArrowInvalid as error:
             refused = re.match(r"In CSV column #(\d+): CSV conversion error", str(error))
-            if refused is None or f"c{refused[1]}" in text:
-                return None, text_columns
-            text_columns.add(f"c{refused[1]}")
+            position = None if refused is None else int(refused[1])
+            if position is None or position == 0 or position in text_positions:
+                return None, text_positions
+            text_positions = sorted([*text_positions, position])
             continue
         except (pa.ArrowException, ValueError):
-            return None, text_columns
-        return table, text_columns
-    return None, text_columns
+            return None, text_positions
+        return table, text_positions
+    return None, text_positions
 
 
 def _csv_records(text: str, label: str) -> tuple[list[str] | None, int, list[list[str]], list[int]]:

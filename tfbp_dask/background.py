@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .execution import Executor
 
-logger = logging.getLogger("tfbp_dask.execution")
+logger = logging.getLogger(__name__)
 
 
 class PendingExecutor:

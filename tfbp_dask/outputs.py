@@ -204,9 +204,9 @@ class Writing:
     input_twins : bool
         Parquet twins of the ``input_data/`` tables (``--no_input_parquet`` turns them off).
     draw : Renderer, optional
-        Runs the function that draws and writes one figure, when ``offload`` is set and not
-        ``one_task_per_stage`` (``Executor.draw_figure``: a process of its own beside a cluster of
-        threads); by default ``offload``.
+        Runs the function that draws and writes one figure where ``offload`` would (used
+        only with ``offload`` and not ``one_task_per_stage``; ``Executor.draw_figure``: a
+        process of its own beside a cluster of threads); by default ``offload``.
     """
 
     render: Renderer = render_here
@@ -557,17 +557,15 @@ def write_shared_rows(
 def write_tables(tables: list[tuple[Any, Path]]) -> None:
     """Write each ``(table, path without suffix)`` with ``write_table`` (runs on a worker).
 
-    A table is a DataFrame, a dict of columns, or a ``_Matrix``/``_Indexed``
-    that makes its columns here, where it is written: a wide table travels as
-    one array, never as thousands of columns.
+    A table is a DataFrame, a dict of columns, or a ``_Matrix``/``_Indexed``/``_Draws``
+    that makes its columns here, where it is written (its ``write``): a wide table
+    travels as one array, never as thousands of columns.
     """
     for table, path in tables:
-        if isinstance(table, _Draws):
+        if isinstance(table, _Matrix | _Indexed | _Draws):
             table.write(path)
-        elif isinstance(table, _Indexed):
-            write_table(table.columns(), path, twin=table.twin)
         else:
-            write_table(table.columns() if isinstance(table, _Matrix) else table, path)
+            write_table(table, path)
 
 
 @dataclass(frozen=True)
@@ -586,6 +584,9 @@ class _Matrix:
         columns = {"bootstrap": self.bootstrap}
         columns.update({name: values[:, j] for j, name in enumerate(names)})
         return columns
+
+    def write(self, path_without_suffix: Path, twin: bool = True) -> None:
+        write_table(self.columns(), path_without_suffix, twin=twin)
 
 
 @dataclass(frozen=True)
@@ -606,7 +607,7 @@ class _Draws:
 
     def write(self, path_without_suffix: Path) -> None:
         draws = np.asarray(self.values)
-        write_table(_Matrix(self.bootstrap, draws, None).columns(), path_without_suffix, twin=False)
+        _Matrix(self.bootstrap, draws, None).write(path_without_suffix, twin=False)
         if not self.twin:
             return
         n_bootstraps, n_draws = draws.shape
@@ -629,6 +630,9 @@ class _Indexed:
 
     def columns(self) -> pd.DataFrame:
         return self.frame.rename_axis("feature").reset_index()
+
+    def write(self, path_without_suffix: Path) -> None:
+        write_table(self.columns(), path_without_suffix, twin=self.twin)
 
 
 def _timestamp_of(name: str) -> str:

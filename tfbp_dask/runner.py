@@ -167,7 +167,7 @@ def run_loaded(
         one_task_per_stage=in_batch,
         share=executor.shared,
         input_twins=not config.no_input_parquet,
-        draw=executor.draw_figure if offload is not None else None,
+        draw=executor.draw_figure,
     )
     if resume_from is None:
         run_dir = RunDirectory(

@@ -144,6 +144,8 @@ def test_dockerfile_installs_the_package():
     copies = [line for line in lines if line.startswith("COPY ")]
     assert any("tfbp_dask" in line for line in copies)
     assert any("pyproject.toml" in line for line in copies)
+    # setup.py compiles the kernels into the image; NUMBA_CACHE_DIR would hide them.
+    assert any("setup.py" in line for line in copies)
     runs = " ".join(line for line in lines if line.startswith("RUN "))
     assert "pip install" in runs
     words = shlex.split(runs.replace("&&", " "))
@@ -153,6 +155,7 @@ def test_dockerfile_installs_the_package():
     env = " ".join(line for line in lines if line.startswith("ENV "))
     for variable in ("OMP_NUM_THREADS=1", "OPENBLAS_NUM_THREADS=1", "MKL_NUM_THREADS=1"):
         assert variable in env
+    assert "NUMBA_CACHE_DIR" not in env
 
 
 def test_slurm_driver_compiles_and_uses_jobqueue():

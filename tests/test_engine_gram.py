@@ -672,3 +672,43 @@ def test_replay_is_said_to_hold_only_for_the_mirrored_release() -> None:
     assert solver_note("sklearn_cd", "1.10.0") is None
     # The replay is tested above against the scikit-learn installed here.
     assert version("scikit-learn").startswith(f"{CD_REPLAY_SKLEARN}.")
+
+
+_LIGHT_BLAS_CHECK = """
+import json, sys
+from tfbp_dask.engines import gram
+gram.warm_up()
+names = ("scipy.linalg", "numpy.f2py", "scipy.linalg.cython_blas")
+loaded = {name: name in sys.modules for name in names}
+import numba
+import numpy as np
+
+@numba.njit
+def product(a, b):
+    return np.dot(a, b)
+
+a = np.arange(12.0).reshape(3, 4)
+blas = bool(np.array_equal(product(a, a.T), a @ a.T))
+import scipy.linalg.cython_blas
+dgemm = "dgemm" in scipy.linalg.cython_blas.__pyx_capi__
+print(json.dumps({"loaded": loaded, "blas": blas, "dgemm": dgemm}))
+"""
+
+
+def test_loading_the_kernels_skips_scipy_linalg_and_leaves_blas_usable() -> None:
+    # numba checks for BLAS with the first kernel; the engine lets it do so without importing
+    # scipy.linalg's package (0.17 s). numba's np.dot and scipy's BLAS table work afterwards.
+    done = subprocess.run(
+        [sys.executable, "-c", _LIGHT_BLAS_CHECK],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["loaded"] == {
+        "scipy.linalg": False,
+        "numpy.f2py": False,
+        "scipy.linalg.cython_blas": False,
+    }
+    assert report["blas"] and report["dgemm"]

@@ -28,11 +28,51 @@ rows are sums, of a difference differences; centring is algebraic.
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numba import njit, types
+
+
+def _check_blas_lightly() -> None:
+    """Let numba find BLAS without importing all of ``scipy.linalg``.
+
+    numba's ``np`` support, loaded with the first kernel, imports
+    ``scipy.linalg.cython_blas`` only to learn that BLAS is there (these kernels
+    call none). The usual import runs ``scipy.linalg``'s ``__init__`` first: 0.17 s
+    under the GIL in every process that loads the kernels (scipy 1.17's array-API
+    layer imports ``numpy.f2py``). Here the extension module is loaded on its own
+    for numba's check, then dropped from ``sys.modules``: a later import of it
+    gets the same module object, through ``scipy.linalg`` as usual. If scipy is
+    laid out otherwise, numba imports it the usual way.
+    """
+    name = "scipy.linalg.cython_blas"
+    if {name, "scipy.linalg", "numba.np.arraymath"} & sys.modules.keys():
+        return  # numba has checked, or the import is cheap now
+    try:
+        import scipy
+
+        found = importlib.machinery.PathFinder.find_spec(
+            "cython_blas", [str(Path(scipy.__file__).parent / "linalg")]
+        )
+        spec = importlib.util.spec_from_file_location(name, found.origin)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+            import numba.np.arraymath  # noqa: F401 -- numba's check of BLAS
+        finally:
+            sys.modules.pop(name, None)
+    except Exception:  # numba then imports scipy.linalg itself
+        return
+
+
+_check_blas_lightly()
 
 # A column whose weighted variance on the rows of a problem is at most this
 # fraction of its second moment about the (shifted) global mean over all rows

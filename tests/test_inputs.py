@@ -428,3 +428,25 @@ def test_a_text_column_is_read_by_arrow_as_the_csv_reader_reads_it() -> None:
     assert fast["TF01"].dtype != np.float64 and fast["TF01"].iloc[20] == "n.d."
     assert fast["TF02"].dtype == np.float64 and np.isnan(fast["TF02"].iloc[30])
     pd.testing.assert_frame_equal(fast, _parse_any_csv(raw, "x"), check_exact=True)
+
+
+def test_a_missing_tf_is_named_before_the_predictors_are_read(files, monkeypatch) -> None:
+    # A misspelt TF costs one table's reading, not two: the predictors file, here one whose
+    # reading fails, is not opened (runner.prepare looks for the pTF's response column first).
+    from tfbp_dask import runner
+    from tfbp_dask.config import WorkflowConfig
+
+    response, predictors = files
+    read = []
+
+    def reading(path: Path, role: str) -> pd.DataFrame:
+        read.append(role)
+        if role == "predictors":
+            raise AssertionError("the predictors file was read")
+        return read_table(path, role)
+
+    monkeypatch.setattr(runner, "read_table", reading)
+    config = WorkflowConfig(response_file=response, predictors_file=predictors, perturbed_tf="TF99")
+    with pytest.raises(InputError, match=r"response file .*no column named 'TF99'"):
+        runner.prepare(config, runner.InputCache())
+    assert read == ["response"]

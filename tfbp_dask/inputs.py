@@ -227,6 +227,32 @@ def read_blacklist(path: Path) -> list[str]:
     return list(ids)
 
 
+def response_column(
+    response_table: pd.DataFrame, perturbed_tf: str, response_path: Path | str
+) -> tuple[int, str | None]:
+    """Position of the pTF's column in the response table, and a warning if it is a guess.
+
+    The column named after the pTF; else, in the older two-column format (one data column),
+    that column, with a warning saying so.
+
+    Raises
+    ------
+    InputError
+        No column is named after the pTF and there are several (close matches are listed).
+    """
+    label = f"response file {response_path}"
+    columns = [str(column) for column in response_table.columns]
+    if perturbed_tf in columns:
+        return columns.index(perturbed_tf), None
+    if len(columns) == 1:
+        return 0, (
+            f"{label}: its only data column, {_quote(columns[0])}, is not named after the "
+            f"perturbed TF {_quote(perturbed_tf)}; using it as the response (older two-column "
+            "response format)"
+        )
+    raise _fail(label, _missing_column_problem(perturbed_tf, columns, "the perturbed TF"))
+
+
 def prepare_modeling_data(
     response_table: pd.DataFrame,
     predictors_table: pd.DataFrame,
@@ -278,24 +304,10 @@ def prepare_modeling_data(
     """
     response_label = f"response file {response_path}"
     predictors_label = f"predictors file {predictors_path}"
-    warnings: list[str] = []
-
     response_columns = [str(column) for column in response_table.columns]
     predictor_columns = [str(column) for column in predictors_table.columns]
-    if perturbed_tf in response_columns:
-        response_position = response_columns.index(perturbed_tf)
-    elif len(response_columns) == 1:
-        response_position = 0
-        warnings.append(
-            f"{response_label}: its only data column, {_quote(response_columns[0])}, is not "
-            f"named after the perturbed TF {_quote(perturbed_tf)}; using it as the response "
-            "(older two-column response format)"
-        )
-    else:
-        raise _fail(
-            response_label,
-            _missing_column_problem(perturbed_tf, response_columns, "the perturbed TF"),
-        )
+    response_position, warning = response_column(response_table, perturbed_tf, response_path)
+    warnings = [] if warning is None else [warning]
     if perturbed_tf not in predictor_columns:
         raise _fail(
             predictors_label,

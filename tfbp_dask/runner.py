@@ -28,6 +28,7 @@ from .inputs import (
     prepare_modeling_data,
     read_blacklist,
     read_table,
+    response_column,
 )
 from .outputs import RunDirectory, Writing
 from .workflow import WorkflowResult, check_folds, choose_seed, run_workflow
@@ -128,6 +129,8 @@ class InputCache:
 def prepare(config: WorkflowConfig, cache: InputCache) -> ModelingData:
     """Read (cached) and align the inputs of one TF; check its stages can be cross-validated."""
     response = cache.table(config.response_file, "response")
+    # A pTF with no response column is named before a second genome-sized table is read.
+    response_column(response, config.perturbed_tf, config.response_file)
     predictors = cache.table(config.predictors_file, "predictors")
     blacklist = cache.blacklist(config.blacklist_file)
     data = prepare_modeling_data(

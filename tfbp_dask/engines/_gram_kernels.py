@@ -55,10 +55,9 @@ def _check_blas_lightly() -> None:
     if {name, "scipy.linalg", "numba.np.arraymath"} & sys.modules.keys():
         return  # numba has checked, or the import is cheap now
     try:
-        import scipy
-
+        scipy = importlib.util.find_spec("scipy")  # numba imports it: not a dependency of ours
         found = importlib.machinery.PathFinder.find_spec(
-            "cython_blas", [str(Path(scipy.__file__).parent / "linalg")]
+            "cython_blas", [str(Path(path) / "linalg") for path in scipy.submodule_search_locations]
         )
         spec = importlib.util.spec_from_file_location(name, found.origin)
         module = importlib.util.module_from_spec(spec)

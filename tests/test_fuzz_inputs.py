@@ -909,10 +909,15 @@ def test_arrow_reader_reads_what_the_csv_reader_reads(raw):
     """Whatever the bytes: Arrow declines, or its frame is the csv reader's, bit for bit."""
     _tried("Arrow reader next to the csv reader")
     fast = inputs._parse_plain_csv(raw)
+    shape = inputs._plain_shape_problem(raw)
     try:
         slow = inputs._parse_any_csv(raw, "predictors file x.csv")
-    except InputError:
-        slow = None
+    except InputError as error:
+        slow, refused = None, str(error)
+    if shape is not None:
+        event("ragged plain file: counted")
+        assert fast is None and slow is None
+        assert refused == f"predictors file x.csv: {shape}"
     if fast is None:
         event("left to the csv reader")
     else:
@@ -945,6 +950,40 @@ def test_plain_numeric_files_are_read_by_arrow_as_float_reads_them(cells, line_e
                 assert math.isnan(got), cell[position]
             else:
                 assert np.float64(got).tobytes() == np.float64(expected).tobytes(), cell[position]
+
+
+@fuzzed(150)
+@given(
+    widths=st.lists(st.sampled_from((4, 4, 4, 3, 5, 1)), min_size=1, max_size=25),
+    blanks=st.lists(st.sampled_from(("", " ", ",,,", " , ,\t", "\u00a0,")), max_size=4),
+    line_ends=st.lists(st.sampled_from(("\n", "\r\n", "\r")), min_size=1, max_size=3),
+    bom=st.booleans(),
+    trailing=st.booleans(),
+    rnd=rngs,
+)
+def test_ragged_plain_files_are_refused_as_the_csv_reader_refuses_them(
+    widths, blanks, line_ends, bom, trailing, rnd
+):
+    """Counting commas names the same ragged lines, in the same words, as reading records."""
+    _tried("ragged plain files counted")
+    lines = ["gene_id,TF01,TF02,TF03"]
+    lines += [",".join([f"g{row}", *["0.5"] * (width - 1)]) for row, width in enumerate(widths)]
+    for blank in blanks:  # blank records anywhere after the header
+        lines.insert(rnd.randint(1, len(lines)), blank)
+    text = "".join(line + rnd.choice(line_ends) for line in lines[:-1]) + lines[-1]
+    raw = (b"\xef\xbb\xbf" if bom else b"") + (text + ("\n" if trailing else "")).encode()
+    shape = inputs._plain_shape_problem(raw)
+    try:
+        inputs._parse_any_csv(raw, "response file r.csv")
+    except InputError as error:
+        refused = str(error)
+    else:
+        refused = None
+    if shape is None:
+        assert refused is None or "fields but the header has" not in refused
+    else:
+        assert refused == f"response file r.csv: {shape}"
+    assert (shape is None) == all(width == 4 for width in widths)
 
 
 def _blacklist_ids(raw: bytes) -> set[str] | None:

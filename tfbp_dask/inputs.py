@@ -572,7 +572,12 @@ def _decode(raw: bytes, label: str) -> str:
 
 def _parse_csv(raw: bytes, label: str) -> pd.DataFrame:
     frame = _parse_plain_csv(raw)
-    return frame if frame is not None else _parse_any_csv(raw, label)
+    if frame is not None:
+        return frame
+    problem = _plain_shape_problem(raw)
+    if problem is not None:
+        raise _fail(label, problem)
+    return _parse_any_csv(raw, label)
 
 
 def _parse_any_csv(raw: bytes, label: str) -> pd.DataFrame:
@@ -596,11 +601,7 @@ def _parse_any_csv(raw: bytes, label: str) -> pd.DataFrame:
         raise _fail(label, "has a header but no data rows")
     ragged = [(line, len(row)) for line, row in zip(lines, rows) if len(row) != len(names)]
     if ragged:
-        line, n_fields = ragged[0]
-        problem = f"line {line} has {n_fields} fields but the header has {len(names)}"
-        if len(ragged) > 1:
-            problem += f"; other such lines: {_preview([str(line) for line, _ in ragged[1:]])}"
-        raise _fail(label, problem)
+        raise _fail(label, _ragged_problem(ragged, len(names)))
 
     columns = list(zip(*rows))
     ids = [feature.strip() for feature in columns[0]]
@@ -629,16 +630,10 @@ def _parse_plain_csv(raw: bytes) -> pd.DataFrame | None:
     if not ends:
         return None
     try:
-        header = raw[: min(ends)].decode("utf-8")
+        names = _plain_header(raw[: min(ends)].decode("utf-8"))
     except UnicodeDecodeError:
         return None
-    names = [name.strip() for name in header.split(",")]
-    if (
-        len(names) < 2
-        or not all(names[1:])
-        or len(set(names)) != len(names)
-        or all(_looks_numeric(name) for name in names[1:])
-    ):
+    if names is None:
         return None
     table, text_positions = _arrow_table(raw, len(names))
     if table is None or table.num_rows == 0:
@@ -658,6 +653,64 @@ def _parse_plain_csv(raw: bytes) -> pd.DataFrame | None:
         frame.insert(position - 1, names[position], cells)
     frame.index = pd.Index(ids, name=names[0])
     return frame
+
+
+def _plain_header(line: str) -> list[str] | None:
+    """The column names of a plain file's first line if the csv reader accepts them, else None.
+
+    At least two; the data columns' names non-empty, distinct, not all numbers.
+    """
+    names = [name.strip() for name in line.split(",")]
+    if (
+        len(names) < 2
+        or not all(names[1:])
+        or len(set(names)) != len(names)
+        or all(_looks_numeric(name) for name in names[1:])
+    ):
+        return None
+    return names
+
+
+def _plain_shape_problem(raw: bytes) -> str | None:
+    """The ragged records a plain file's record-by-record reading would stop at, found by counting.
+
+    In a file without quotes or NUL bytes, valid UTF-8, no line as long as the csv module's
+    field limit and a header ``_plain_header`` accepts, every line (ended by ``\\n``,
+    ``\\r\\n`` or ``\\r``) is one record whose fields are its commas plus one, and a line of
+    commas and whitespace is a skipped blank record. The first problem ``_parse_any_csv`` names
+    in such a file with a data record of another width is then this one, found without the csv
+    module's per-field work (0.1 s on a genome-scale table). None for any other file.
+    """
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    if b'"' in raw or b"\0" in raw:
+        return None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    if max(map(len, lines)) >= csv.field_size_limit():
+        return None
+    names = _plain_header(lines[0])
+    if names is None:
+        return None
+    widths = [  # a line that starts with neither whitespace nor a comma is not blank
+        (number, line.count(",") + 1)
+        for number, line in enumerate(lines[1:], start=2)
+        if not (line[:1].isspace() or line[:1] in ",") or line.replace(",", "").strip()
+    ]
+    ragged = [(number, width) for number, width in widths if width != len(names)]
+    return _ragged_problem(ragged, len(names)) if ragged else None
+
+
+def _ragged_problem(ragged: list[tuple[int, int]], n_names: int) -> str:
+    """The message for records (line, number of fields) whose width is not the header's."""
+    line, n_fields = ragged[0]
+    problem = f"line {line} has {n_fields} fields but the header has {n_names}"
+    if len(ragged) > 1:
+        problem += f"; other such lines: {_preview([str(line) for line, _ in ragged[1:]])}"
+    return problem
 
 
 def _arrow_table(raw: bytes, n_columns: int) -> tuple[Any, list[int]]:

@@ -495,8 +495,10 @@ def load_inputs(
 ) -> ModelingData:
     """Read the input files and prepare the modeled rows of one perturbed TF.
 
-    :func:`read_table` on both tables, :func:`read_blacklist` if a blacklist is given, then
-    :func:`prepare_modeling_data`; see those for the rules.
+    :func:`read_table` on the response table and :func:`response_column` on it (a misspelt
+    TF is named before the second table is read), then :func:`read_table` on the predictors
+    table, :func:`read_blacklist` if a blacklist is given, and :func:`prepare_modeling_data`;
+    see those for the rules.
 
     Parameters
     ----------
@@ -521,6 +523,7 @@ def load_inputs(
         For any bad input, with a one-line message.
     """
     response_table = read_table(Path(response_file), "response")
+    response_column(response_table, perturbed_tf, response_file)
     predictors_table = read_table(Path(predictors_file), "predictors")
     blacklist = read_blacklist(Path(blacklist_file)) if blacklist_file is not None else []
     return prepare_modeling_data(

@@ -1367,9 +1367,10 @@ def _level_name_ok(text: str) -> bool:
 
 # Which values each option accepts (the reference the command line is checked against).
 OPTION_OK = {
-    "--n_bootstraps": lambda text: _int_ok(text, 1),
-    "--top_n": lambda text: _int_ok(text, 1),
-    "--max_iter": lambda text: _int_ok(text, 1),
+    # The upper limits keep a typo from asking for a run of days or an int32 overflow.
+    "--n_bootstraps": lambda text: _int_ok(text, 1, 10**6 + 1),
+    "--top_n": lambda text: _int_ok(text, 1, 10**9 + 1),
+    "--max_iter": lambda text: _int_ok(text, 1, 2**31),
     "--random_state": lambda text: _int_ok(text, 0, 2**32 - 10),
     "--bins": _bins_ok,
     "--all_data_ci_level": _level_ok,

@@ -28,6 +28,7 @@ import warnings
 
 import numpy as np
 import pytest
+from kernel_fits import FIT_SCRIPT
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LassoCV, lars_path_gram
 
@@ -602,28 +603,6 @@ def test_wide_significant_sets_identical(wide_parity, ci_level: float) -> None:
 
 # --------------------------------------------------------------------------- any CPU, same bits
 
-_FIT_SCRIPT = """
-import sys
-import numpy as np
-from tfbp_dask import datagen, resampling
-from tfbp_dask.engines import LassoParams, gram
-
-arrays = {}
-for n_genes, n_tfs, solver in [(600, 13, "cd"), (700, 71, "homotopy")]:
-    data = datagen.make_dataset(n_genes=n_genes, n_tfs=n_tfs, n_partners=6, effect=0.3, seed=5)
-    binding = data.predictors.iloc[:, 1:].to_numpy()
-    X = binding[:, :1] * binding[:, 1:]
-    y = data.response.iloc[:, 1].to_numpy()
-    classes = resampling.stratification_classes(binding[:, 0], (0, 8, 12, np.inf))
-    bootstrap = np.arange(4)
-    weights = resampling.draws_to_weights(resampling.bootstrap_draws(n_genes, 4, 6))
-    folds = resampling.bootstrap_test_folds(classes, bootstrap)
-    fits = gram.fit_bootstraps(X, y, bootstrap, weights, folds, LassoParams(), solver=solver)
-    for name in ("coef", "intercept", "alpha", "cv_mse", "r2", "n_iter"):
-        arrays[f"{solver}_{name}"] = getattr(fits, name)
-np.savez(sys.argv[1], **arrays)
-"""
-
 
 def test_same_bytes_on_a_cpu_without_vector_extensions(tmp_path) -> None:
     # The host build against kernels compiled for a generic x86-64 CPU, with
@@ -635,7 +614,7 @@ def test_same_bytes_on_a_cpu_without_vector_extensions(tmp_path) -> None:
         from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
 
     script = tmp_path / "fit.py"
-    script.write_text(_FIT_SCRIPT)
+    script.write_text(FIT_SCRIPT)
     generic = {
         "NUMBA_CPU_NAME": "generic",
         "NUMBA_CACHE_DIR": str(tmp_path / "numba_cache"),

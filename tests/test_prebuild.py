@@ -4,7 +4,8 @@
 package it lays out; here that step builds into a temporary directory, and a
 fresh interpreter importing the package from there fits both solvers: numba
 must load every kernel from the built directory (no compilation, no cache file
-added), and the numbers must be the bytes this process computes.
+added), and the numbers must be the bytes of the same fits by the package the
+suite runs on.
 """
 
 from __future__ import annotations
@@ -16,24 +17,18 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from kernel_fits import FIT_SCRIPT
 
-from tfbp_dask import datagen, resampling
-from tfbp_dask.engines import LassoParams, gram
 from tfbp_dask.engines.prebuild import cached_kernels
 
 ROOT = Path(__file__).resolve().parents[1]
 
-_PROBLEMS = [(600, 13, "cd"), (700, 71, "homotopy")]
-
-_LOAD_AND_FIT = """
-import json, sys
-import numpy as np
+# After the fits, the script reports where tfbp_dask came from and numba's cache counts.
+_REPORT = """
+import json
 import tfbp_dask
 from tfbp_dask.engines import _gram_kernels
-sys.path.insert(0, sys.argv[2])
-from test_prebuild import fit_all
 
-np.savez(sys.argv[1], **fit_all())
 kernels = [k for k in vars(_gram_kernels).values() if hasattr(k, "py_func") and hasattr(k, "stats")]
 print(json.dumps({
     "package": tfbp_dask.__file__,
@@ -43,24 +38,6 @@ print(json.dumps({
 """
 
 
-def fit_all() -> dict[str, np.ndarray]:
-    """Fits of both solvers on small yeast-like problems, every result array by name."""
-    arrays = {}
-    for n_genes, n_tfs, solver in _PROBLEMS:
-        data = datagen.make_dataset(n_genes=n_genes, n_tfs=n_tfs, n_partners=6, effect=0.3, seed=5)
-        binding = data.predictors.iloc[:, 1:].to_numpy()
-        X = binding[:, :1] * binding[:, 1:]
-        y = data.response.iloc[:, 1].to_numpy()
-        classes = resampling.stratification_classes(binding[:, 0], (0, 8, 12, np.inf))
-        bootstrap = np.arange(4)
-        weights = resampling.draws_to_weights(resampling.bootstrap_draws(n_genes, 4, 6))
-        folds = resampling.bootstrap_test_folds(classes, bootstrap)
-        fits = gram.fit_bootstraps(X, y, bootstrap, weights, folds, LassoParams(), solver=solver)
-        for name in ("coef", "intercept", "alpha", "cv_mse", "r2", "n_iter"):
-            arrays[f"{solver}_{name}"] = getattr(fits, name)
-    return arrays
-
-
 def _env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CACHE")}
     return {**env, **extra}
@@ -68,7 +45,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 def test_a_built_package_loads_its_kernels_without_compiling(tmp_path) -> None:
     lib = tmp_path / "lib"
-    built = subprocess.run(
+    building = subprocess.run(
         [sys.executable, "setup.py", "-q", "build_py", "--build-lib", str(lib)],
         cwd=ROOT,
         env=_env(),
@@ -76,33 +53,38 @@ def test_a_built_package_loads_its_kernels_without_compiling(tmp_path) -> None:
         text=True,
         timeout=600,
     )
-    assert built.returncode == 0, built.stderr
-    assert "not compiled into the wheel" not in built.stderr, built.stderr
+    assert building.returncode == 0, building.stderr
+    assert "not compiled into the wheel" not in building.stderr, building.stderr
     package = lib / "tfbp_dask"
     cached = cached_kernels(package)
     assert len(cached) >= 10 and all(cached.values()), cached
     pycache = package / "engines" / "__pycache__"
     before = sorted(p.name for p in pycache.glob("*.nb[ic]"))
 
-    here = str(Path(__file__).parent)
-    done = subprocess.run(
-        [sys.executable, "-c", _LOAD_AND_FIT, str(tmp_path / "fits.npz"), here],
-        cwd=tmp_path,
-        env=_env(PYTHONPATH=str(lib)),
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout.strip().splitlines()[-1])
-    assert Path(report["package"]).resolve() == (package / "__init__.py").resolve()
-    assert report["misses"] == 0 and report["hits"] >= 3, report
+    script = tmp_path / "fit.py"
+    script.write_text(FIT_SCRIPT + _REPORT)
+    reports = {}
+    for name, extra in (("built", {"PYTHONPATH": str(lib)}), ("here", {})):
+        done = subprocess.run(
+            [sys.executable, str(script), str(tmp_path / f"{name}.npz")],
+            cwd=tmp_path,
+            env=_env(**extra),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr
+        reports[name] = json.loads(done.stdout.strip().splitlines()[-1])
+    built = reports["built"]
+    assert Path(built["package"]).resolve() == (package / "__init__.py").resolve()
+    assert Path(reports["here"]["package"]).resolve() != Path(built["package"]).resolve()
+    assert built["misses"] == 0 and built["hits"] >= 3, built
     assert sorted(p.name for p in pycache.glob("*.nb[ic]")) == before  # nothing compiled, saved
 
-    loaded, here = np.load(tmp_path / "fits.npz"), fit_all()
-    assert sorted(loaded.files) == sorted(here)
-    for name, values in here.items():
-        assert loaded[name].tobytes() == values.tobytes(), name
+    loaded, here = np.load(tmp_path / "built.npz"), np.load(tmp_path / "here.npz")
+    assert sorted(loaded.files) == sorted(here.files) and len(here.files) == 12
+    for name in here.files:
+        assert loaded[name].tobytes() == here[name].tobytes(), name
     assert np.count_nonzero(here["homotopy_coef"]) > 10 and np.count_nonzero(here["cd_coef"]) > 10
 
 

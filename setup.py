@@ -4,7 +4,10 @@ Everything else about the package is declared in ``pyproject.toml``. Once
 ``build_py`` has laid out the package, it runs ``tfbp_dask.engines.prebuild``
 on that copy in a child interpreter, which leaves numba's cache of the kernels
 in ``tfbp_dask/engines/__pycache__`` for the wheel to include (see that
-module). The step is best effort: if the kernels cannot be compiled here, the
+module). The same files are also put beside the kernels' source in the
+checkout being built: ``python -m tfbp_dask`` run from the checkout's root (as
+in the README) imports the checkout, not the installed copy, and finds them
+there. The step is best effort: if the kernels cannot be compiled here, the
 wheel is built without them and the first run compiles them, as before.
 Editable installs skip it (they compile on first use, in the source tree);
 so does a build with ``TFBP_DASK_NO_KERNEL_CACHE`` set.
@@ -12,9 +15,11 @@ so does a build with ``TFBP_DASK_NO_KERNEL_CACHE`` set.
 
 from __future__ import annotations
 
+import filecmp
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from setuptools import setup
@@ -46,6 +51,27 @@ class build_py_with_kernels(build_py):
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["no message"])[-1]
             self.warn(f"the gram kernels were not compiled into the wheel: {last}")
+            return
+        source = Path(__file__).resolve().parent / "tfbp_dask" / "engines"
+        built = build_lib / "tfbp_dask" / "engines"
+        try:
+            if source != built and filecmp.cmp(
+                source / "_gram_kernels.py", built / "_gram_kernels.py", shallow=False
+            ):
+                _copy_cache(built / "__pycache__", source / "__pycache__")
+        except OSError as error:
+            self.warn(f"the gram kernels were not copied beside their source: {error}")
+
+
+def _copy_cache(source: Path, target: Path) -> None:
+    """Copy numba's cache files, data before indexes, each replacing its target at once
+    (a process loading the kernels meanwhile never reads half a file)."""
+    target.mkdir(exist_ok=True)
+    for pattern in ("*.nbc", "*.nbi"):
+        for path in sorted(source.glob(pattern)):
+            with tempfile.NamedTemporaryFile(dir=target, delete=False) as copy:
+                copy.write(path.read_bytes())
+            os.replace(copy.name, target / path.name)
 
 
 setup(cmdclass={"build_py": build_py_with_kernels})

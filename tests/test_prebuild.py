@@ -1,7 +1,8 @@
 """A built package carries the ``gram`` kernels compiled, and a fresh process loads them.
 
 ``setup.py``'s ``build_py`` step runs ``tfbp_dask.engines.prebuild`` on the
-package it lays out; here that step builds into a temporary directory, and a
+package it lays out (and copies numba's files beside the checkout's source);
+here that step builds into a temporary directory, and a
 fresh interpreter importing the package from there fits both solvers: numba
 must load every kernel from the built directory (no compilation, no cache file
 added), and the numbers must be the bytes of the same fits by the package the
@@ -60,6 +61,11 @@ def test_a_built_package_loads_its_kernels_without_compiling(tmp_path) -> None:
     assert len(cached) >= 10 and all(cached.values()), cached
     pycache = package / "engines" / "__pycache__"
     before = sorted(p.name for p in pycache.glob("*.nb[ic]"))
+    # The checkout being built gets the same files: `python -m tfbp_dask` run from its root
+    # imports the checkout's package, not the installed one.
+    checkout = ROOT / "tfbp_dask" / "engines" / "__pycache__"
+    for name in before:
+        assert (checkout / name).read_bytes() == (pycache / name).read_bytes(), name
 
     script = tmp_path / "fit.py"
     script.write_text(FIT_SCRIPT + _REPORT)

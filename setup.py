@@ -71,7 +71,11 @@ def _copy_cache(source: Path, target: Path) -> None:
         for path in sorted(source.glob(pattern)):
             with tempfile.NamedTemporaryFile(dir=target, delete=False) as copy:
                 copy.write(path.read_bytes())
-            os.replace(copy.name, target / path.name)
+            try:
+                os.replace(copy.name, target / path.name)
+            except OSError:
+                os.unlink(copy.name)
+                raise
 
 
 setup(cmdclass={"build_py": build_py_with_kernels})

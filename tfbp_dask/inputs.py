@@ -625,9 +625,8 @@ def _parse_plain_csv(raw: bytes) -> pd.DataFrame | None:
     (``_parse_cells``), up to ``_MAX_TEXT_COLUMNS`` of them. Anything else returns None, and
     the file is read record by record, which names its first problem in the documented order.
     """
-    if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8) :]
-    if b'"' in raw or b"\0" in raw:
+    raw = _plain_bytes(raw)
+    if raw is None:
         return None
     ends = [end for end in (raw.find(b"\n"), raw.find(b"\r")) if end >= 0]
     if not ends:
@@ -658,6 +657,14 @@ def _parse_plain_csv(raw: bytes) -> pd.DataFrame | None:
     return frame
 
 
+def _plain_bytes(raw: bytes) -> bytes | None:
+    """A plain file's bytes without a leading UTF-8 BOM; None if it has a quote or a NUL byte
+    (then only the csv module reads it as the rules say)."""
+    if raw.startswith(codecs.BOM_UTF8):
+        raw = raw[len(codecs.BOM_UTF8) :]
+    return None if b'"' in raw or b"\0" in raw else raw
+
+
 def _plain_header(line: str) -> list[str] | None:
     """The column names of a plain file's first line if the csv reader accepts them, else None.
 
@@ -684,9 +691,8 @@ def _plain_shape_problem(raw: bytes) -> str | None:
     in such a file with a data record of another width is then this one, found without the csv
     module's per-field work (0.1 s on a genome-scale table). None for any other file.
     """
-    if raw.startswith(codecs.BOM_UTF8):
-        raw = raw[len(codecs.BOM_UTF8) :]
-    if b'"' in raw or b"\0" in raw:
+    raw = _plain_bytes(raw)
+    if raw is None:
         return None
     try:
         text = raw.decode("utf-8")

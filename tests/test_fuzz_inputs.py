@@ -893,18 +893,19 @@ def plain_tables(draw) -> bytes:
     return raw
 
 
-@fuzzed(250)
-@given(
-    raw=st.one_of(
-        st.builds(lambda data, style: render(data.predictors, style), datasets(), styles),
-        mangled_cases().map(lambda case: case.raw["predictors"]),
-        plain_tables(),
-        plain_tables(),
-        st.lists(csv_alphabet, max_size=120)
-        .map(lambda parts: "".join(parts).encode())
-        .map(lambda content: b"gene_id,TF01,TF03\n" + content),
-    )
+csv_tables = st.one_of(
+    st.builds(lambda data, style: render(data.predictors, style), datasets(), styles),
+    mangled_cases().map(lambda case: case.raw["predictors"]),
+    plain_tables(),
+    plain_tables(),
+    st.lists(csv_alphabet, max_size=120)
+    .map(lambda parts: "".join(parts).encode())
+    .map(lambda content: b"gene_id,TF01,TF03\n" + content),
 )
+
+
+@fuzzed(250)
+@given(raw=csv_tables)
 def test_arrow_reader_reads_what_the_csv_reader_reads(raw):
     """Whatever the bytes: Arrow declines, or its frame is the csv reader's, bit for bit."""
     _tried("Arrow reader next to the csv reader")
@@ -926,6 +927,38 @@ def test_arrow_reader_reads_what_the_csv_reader_reads(raw):
     if fast is not None:
         assert slow is not None, "Arrow read a file the csv reader refuses"
         assert_same_frame(fast, slow)
+
+
+@fuzzed(200)
+@given(
+    raw=csv_tables,
+    wanted=st.lists(st.sampled_from((*TFS, "gene_id", "TF05")), max_size=3, unique=True),
+)
+def test_reading_some_columns_is_selecting_them(raw, wanted, workdir):
+    """``read_table(..., columns)`` is the whole table's selection, or the same refusal.
+
+    The wanted columns only when the file has each of them, else every column; a file is
+    checked whole either way (a ragged record, a bad id or name in any column is refused).
+    """
+    _tried("some columns read")
+    path = workdir / "some_columns.csv"
+    path.write_bytes(raw)
+    try:
+        whole = read_table(path, "response")
+    except InputError as error:
+        event("refused, whole or in part")
+        with pytest.raises(InputError) as refused:
+            read_table(path, "response", wanted)
+        assert str(refused.value) == str(error)
+        return
+    some = read_table(path, "response", wanted)
+    names = [str(name) for name in whole.columns]
+    if set(wanted) <= set(names):
+        event("the wanted columns")
+        assert_same_frame(some, whole[[name for name in names if name in wanted]])
+    else:
+        event("a wanted column is missing: every column")
+        assert_same_frame(some, whole)
 
 
 @fuzzed(100)

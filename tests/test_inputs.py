@@ -6,12 +6,14 @@ import csv
 import io
 import re
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
 import pytest
 from bad_input_cases import CASES, PERTURBED_TF, BadInputCase, valid_files
 
+from tfbp_dask import inputs
 from tfbp_dask.errors import InputError
 from tfbp_dask.inputs import (
     ModelingData,
@@ -280,6 +282,44 @@ def test_read_table_keeps_text_columns_and_id_header(tmp_path: Path) -> None:
     assert table.loc["YAL002W", "note"] == "has, comma"
 
 
+def test_read_table_reads_the_wanted_columns_of_a_whole_checked_file(tmp_path: Path) -> None:
+    # One run needs one response column: only it is converted, but the file is checked whole.
+    notes = ",".join(f"note{k}" for k in range(9))  # more text columns than Arrow is given
+    lines = [f"gene,A,B,{notes}"] + [
+        f"G{row},{row / 4},{-row}," + ",".join(f"n.d.{k}" for k in range(9)) for row in range(6)
+    ]
+    plain = tmp_path / "plain.csv"
+    plain.write_text("\n".join(lines) + "\n")
+    whole = read_table(plain, "response")
+    with mock.patch.object(inputs, "_parse_any_csv", side_effect=AssertionError("record reader")):
+        some = read_table(plain, "response", ["B"])  # Arrow, although 9 columns hold text
+    pd.testing.assert_frame_equal(some, whole[["B"]])
+    assert some["B"].tolist() == [-float(row) for row in range(6)]
+
+    quoted = tmp_path / "quoted.csv"  # read record by record
+    quoted.write_text(
+        lines[0] + "\n" + "\n".join(f'"{line}"'.replace(",", '","') for line in lines[1:])
+    )
+    pd.testing.assert_frame_equal(
+        read_table(quoted, "response", ["note3", "A"]), whole[["A", "note3"]]
+    )
+
+    parquet = tmp_path / "table.parquet"
+    whole.to_parquet(parquet)  # ids in the index
+    pd.testing.assert_frame_equal(read_table(parquet, "response", ["B"]), whole[["B"]])
+    # A wanted column the file does not have: every column (the caller names what is missing).
+    pd.testing.assert_frame_equal(read_table(plain, "response", ["B", "C"]), whole)
+
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("\n".join([*lines[:3], lines[3] + ",extra", *lines[4:]]) + "\n")
+    with pytest.raises(InputError, match=r"line 4 has 13 fields but the header has 12$"):
+        read_table(ragged, "response", ["A"])
+    duplicate_ids = tmp_path / "duplicate_ids.csv"
+    duplicate_ids.write_text("\n".join([*lines, lines[1]]) + "\n")
+    with pytest.raises(InputError, match="duplicate feature ids: G0$"):
+        read_table(duplicate_ids, "response", ["A"])
+
+
 def test_prepare_reuses_read_tables(files: tuple[Path, Path]) -> None:
     response, predictors = files
     response_table = read_table(response, "response")
@@ -439,14 +479,14 @@ def test_a_missing_tf_is_named_before_the_predictors_are_read(files, monkeypatch
     response, predictors = files
     read = []
 
-    def reading(path: Path, role: str) -> pd.DataFrame:
+    def reading(path: Path, role: str, columns=None) -> pd.DataFrame:
         read.append(role)
         if role == "predictors":
             raise AssertionError("the predictors file was read")
-        return read_table(path, role)
+        return read_table(path, role, columns)
 
     monkeypatch.setattr(runner, "read_table", reading)
     config = WorkflowConfig(response_file=response, predictors_file=predictors, perturbed_tf="TF99")
     with pytest.raises(InputError, match=r"response file .*no column named 'TF99'"):
-        runner.prepare(config, runner.InputCache())
+        runner.prepare(config, runner.InputCache([config.perturbed_tf]))
     assert read == ["response"]

@@ -275,3 +275,41 @@ def test_a_driver_script_without_a_main_guard_runs_once(tiny_dataset, tmp_path):
     assert done.returncode == 0, done.stderr
     assert marker.read_text() == "ran\n"
     assert len(list((tmp_path / "out").rglob("*.png"))) == 7
+
+
+_PROGRESS_PROBE = """
+import io, json, sys
+from tfbp_dask.progress import ProgressDisplay
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+seen = {}
+with ProgressDisplay(Terminal()):  # a run that ends before its first progress (bad input)
+    pass
+seen["after a run without progress"] = "rich" in sys.modules
+terminal = Terminal()
+with ProgressDisplay(terminal) as display:
+    seen["before the first progress"] = "rich" in sys.modules
+    display.update("TF01", "all_data", 3, 10)
+    display.update("TF01", "all_data", 10, 10)
+seen["after"] = "rich" in sys.modules
+seen["shown"] = terminal.getvalue()
+print(json.dumps(seen))
+"""
+
+
+def test_progress_bars_and_rich_come_with_the_first_progress():
+    """On a terminal the bars (and rich's import) wait for the first progress, so that a bad
+    input is reported without them; then the stage's bar shows its count."""
+    done = subprocess.run(
+        [sys.executable, "-c", _PROGRESS_PROBE], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert seen["after a run without progress"] is False
+    assert seen["before the first progress"] is False
+    assert seen["after"] is True
+    assert "TF01 all_data" in seen["shown"]
+    assert "10/10" in seen["shown"]

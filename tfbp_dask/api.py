@@ -74,7 +74,7 @@ def run(
     """
     config.validate().check_files()
     with _connect(config, client, security) as cluster:  # starts while the inputs are read
-        data = prepare(config, InputCache())
+        data = prepare(config, InputCache([config.perturbed_tf]))
         return run_loaded(config, data, cluster.result(), progress)
 
 
@@ -176,7 +176,7 @@ def resume(
     partial_dir = Path(partial_dir)
     provenance.check_resumable(partial_dir, config)
     with _connect(config, client, security) as cluster:  # starts while the inputs are read
-        data = prepare(config, InputCache())
+        data = prepare(config, InputCache([config.perturbed_tf]))
         return run_loaded(config, data, cluster.result(), progress, resume_from=partial_dir)
 
 

@@ -12,7 +12,8 @@ This room owns everything between the paths the user gave and the rows that are 
 
 It does not build design terms (``design.py`` does). Reading and preparing are separate so
 that a batch of many perturbed TFs reads each file once (:func:`read_table`) and prepares the
-rows per TF (:func:`prepare_modeling_data`).
+rows per TF (:func:`prepare_modeling_data`). One TF's run converts only its own column of the
+response file (``read_table``'s ``columns``), after checking the whole file as a batch does.
 
 CSV records are read by the standard library's ``csv`` reader (RFC 4180 quoting, strict: a
 quote must close a field), which also tells the line each record ends on for the messages. A
@@ -36,7 +37,7 @@ import logging
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,7 @@ class CheckedPredictors:
 # Public functions
 
 
-def read_table(path: Path, role: str) -> pd.DataFrame:
+def read_table(path: Path, role: str, columns: Collection[str] | None = None) -> pd.DataFrame:
     """Read a response or predictors table and check its structure.
 
     Parameters
@@ -172,15 +173,20 @@ def read_table(path: Path, role: str) -> pd.DataFrame:
         unnamed integer index next to a text first column is row numbers, not ids).
     role : str
         ``"response"`` or ``"predictors"``; messages start with ``"{role} file {path}: "``.
+    columns : collection of str, optional
+        The data columns wanted (one run's response file: the perturbed TF's). When the file
+        has each of them, only they are converted and returned; the whole file is checked all
+        the same, so that the same file fails with the same message either way. Otherwise, and
+        by default, every column is.
 
     Returns
     -------
     DataFrame
         Index = the feature ids as strings, named as the first column's header; columns = the
-        other columns in file order. A CSV column whose cells are all numbers or missing is
-        float64; any other column keeps its text, so that :func:`prepare_modeling_data` can
-        name the offending value if the column is used. Values are not required to be numeric
-        here.
+        other columns in file order (those of ``columns`` only, see above). A CSV column
+        whose cells are all numbers or missing is float64; any other column keeps its text,
+        so that :func:`prepare_modeling_data` can name the offending value if the column is
+        used. Values are not required to be numeric here.
 
     Raises
     ------
@@ -193,8 +199,8 @@ def read_table(path: Path, role: str) -> pd.DataFrame:
     label = f"{role} file {path}"
     raw = _read_bytes(path, role, label, allow_empty=False)
     if path.suffix.lower() in PARQUET_SUFFIXES:
-        return _parse_parquet(raw, label)
-    return _parse_csv(raw, label)
+        return _parse_parquet(raw, label, columns)
+    return _parse_csv(raw, label, columns)
 
 
 def read_blacklist(path: Path) -> list[str]:
@@ -495,10 +501,10 @@ def load_inputs(
 ) -> ModelingData:
     """Read the input files and prepare the modeled rows of one perturbed TF.
 
-    :func:`read_table` on the response table and :func:`response_column` on it (a misspelt
-    TF is named before the second table is read), then :func:`read_table` on the predictors
-    table, :func:`read_blacklist` if a blacklist is given, and :func:`prepare_modeling_data`;
-    see those for the rules.
+    :func:`read_table` on the response table (its pTF column only) and :func:`response_column`
+    on it (a misspelt TF is named before the second table is read), then :func:`read_table`
+    on the predictors table, :func:`read_blacklist` if a blacklist is given, and
+    :func:`prepare_modeling_data`; see those for the rules.
 
     Parameters
     ----------
@@ -522,7 +528,7 @@ def load_inputs(
     InputError
         For any bad input, with a one-line message.
     """
-    response_table = read_table(Path(response_file), "response")
+    response_table = read_table(Path(response_file), "response", [perturbed_tf])
     response_column(response_table, perturbed_tf, response_file)
     predictors_table = read_table(Path(predictors_file), "predictors")
     blacklist = read_blacklist(Path(blacklist_file)) if blacklist_file is not None else []
@@ -573,17 +579,25 @@ def _decode(raw: bytes, label: str) -> str:
         ) from err
 
 
-def _parse_csv(raw: bytes, label: str) -> pd.DataFrame:
-    frame = _parse_plain_csv(raw)
+def _parse_csv(raw: bytes, label: str, wanted: Collection[str] | None) -> pd.DataFrame:
+    frame = _parse_plain_csv(raw, wanted)
     if frame is not None:
         return frame
     problem = _plain_shape_problem(raw)
     if problem is not None:
         raise _fail(label, problem)
-    return _parse_any_csv(raw, label)
+    return _parse_any_csv(raw, label, wanted)
 
 
-def _parse_any_csv(raw: bytes, label: str) -> pd.DataFrame:
+def _kept_positions(names: Sequence[str], wanted: Collection[str] | None) -> list[int]:
+    """Positions of the data columns converted (``read_table``'s ``columns``): the wanted ones
+    if the names hold each, else all."""
+    if wanted is not None and set(wanted) <= set(names[1:]):
+        return [position for position, name in enumerate(names) if position and name in wanted]
+    return list(range(1, len(names)))
+
+
+def _parse_any_csv(raw: bytes, label: str, wanted: Collection[str] | None = None) -> pd.DataFrame:
     """Any CSV file, record by record: the frame, or its first problem in the documented order."""
     header, header_line, rows, lines = _csv_records(_decode(raw, label), label)
     if header is None:
@@ -609,11 +623,12 @@ def _parse_any_csv(raw: bytes, label: str) -> pd.DataFrame:
     columns = list(zip(*rows))
     ids = [feature.strip() for feature in columns[0]]
     _check_ids(label, ids, lambda: [f"line {line}" for line in lines])
-    values = [_parse_cells(cells) for cells in columns[1:]]
-    return pd.DataFrame(dict(zip(names[1:], values)), index=pd.Index(ids, name=names[0]))
+    kept = _kept_positions(names, wanted)
+    values = {names[position]: _parse_cells(columns[position]) for position in kept}
+    return pd.DataFrame(values, index=pd.Index(ids, name=names[0]))
 
 
-def _parse_plain_csv(raw: bytes) -> pd.DataFrame | None:
+def _parse_plain_csv(raw: bytes, wanted: Collection[str] | None = None) -> pd.DataFrame | None:
     """The frame ``_parse_csv`` makes of a plain, sound CSV file, read by Arrow; else None.
 
     Plain: no quote and no NUL byte, a header line of distinct names. Sound: every record has
@@ -624,20 +639,19 @@ def _parse_plain_csv(raw: bytes) -> pd.DataFrame | None:
     is read again as text and converted as the standard library's path converts it
     (``_parse_cells``), up to ``_MAX_TEXT_COLUMNS`` of them. Anything else returns None, and
     the file is read record by record, which names its first problem in the documented order.
+    Arrow parses every column (a ragged record is refused) but converts the kept ones only.
     """
     raw = _plain_bytes(raw)
-    if raw is None:
+    if raw is None or not _is_utf8(raw):  # Arrow checks only the columns it converts
         return None
     ends = [end for end in (raw.find(b"\n"), raw.find(b"\r")) if end >= 0]
     if not ends:
         return None
-    try:
-        names = _plain_header(raw[: min(ends)].decode("utf-8"))
-    except UnicodeDecodeError:
-        return None
+    names = _plain_header(raw[: min(ends)].decode("utf-8"))
     if names is None:
         return None
-    table, text_positions = _arrow_table(raw, len(names))
+    kept = _kept_positions(names, wanted)
+    table, text_positions = _arrow_table(raw, len(names), kept)
     if table is None or table.num_rows == 0:
         return None
     ids = [feature.strip() for feature in table.column(0).to_pylist()]
@@ -645,14 +659,12 @@ def _parse_plain_csv(raw: bytes) -> pd.DataFrame | None:
         return None
     # The number columns in one conversion (per-column calls each wait for the GIL again,
     # and the cluster's thread holds it meanwhile), then each text column in its place.
-    numbers = table.drop_columns([table.column_names[k] for k in (0, *text_positions)])
+    numbers = table.drop_columns([_arrow_key(k) for k in (0, *text_positions)])
     frame = numbers.to_pandas()
-    frame.columns = pd.Index(
-        [name for position, name in enumerate(names) if position and position not in text_positions]
-    )
+    frame.columns = pd.Index([names[k] for k in kept if k not in text_positions])
     for position in text_positions:
-        cells = _parse_cells(table.column(position).to_pylist())
-        frame.insert(position - 1, names[position], cells)
+        cells = _parse_cells(table.column(_arrow_key(position)).to_pylist())
+        frame.insert(kept.index(position), names[position], cells)
     frame.index = pd.Index(ids, name=names[0])
     return frame
 
@@ -663,6 +675,17 @@ def _plain_bytes(raw: bytes) -> bytes | None:
     if raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8) :]
     return None if b'"' in raw or b"\0" in raw else raw
+
+
+def _is_utf8(raw: bytes) -> bool:
+    """Whether the bytes are valid UTF-8 (ASCII checked first: 1 ms for 8 MB)."""
+    if raw.isascii():
+        return True
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def _plain_header(line: str) -> list[str] | None:
@@ -722,18 +745,25 @@ def _ragged_problem(ragged: list[tuple[int, int]], n_names: int) -> str:
     return problem
 
 
-def _arrow_table(raw: bytes, n_columns: int) -> tuple[Any, list[int]]:
-    """Arrow's table of a plain file after its header, and the data columns it holds as text
-    (positions, ascending).
+def _arrow_key(position: int) -> str:
+    """The name ``_arrow_table`` gives a file's column (its header is read separately)."""
+    return f"c{position}"
+
+
+def _arrow_table(raw: bytes, n_columns: int, kept: list[int]) -> tuple[Any, list[int]]:
+    """Arrow's table of a plain file after its header (the ids, then the ``kept`` data columns
+    in file order), and the kept columns it holds as text (positions, ascending).
 
     Ids are text; the other columns numbers, missing-value tokens null. Arrow stops at the
     first cell it cannot read as a number and names its column; that column is then read as
-    text, up to ``_MAX_TEXT_COLUMNS`` times. None for anything else (ragged rows, …).
+    text, up to ``_MAX_TEXT_COLUMNS`` times. None for anything else (ragged rows, …). Every
+    column is parsed, so that a ragged record is refused, but only those kept are converted.
     """
     import pyarrow as pa
     import pyarrow.csv as pa_csv
 
-    keys = [f"c{position}" for position in range(n_columns)]
+    keys = [_arrow_key(position) for position in range(n_columns)]
+    included = [keys[position] for position in (0, *kept)]
     text_positions: list[int] = []
     while len(text_positions) <= _MAX_TEXT_COLUMNS:
         text = {keys[position] for position in (0, *text_positions)}
@@ -746,6 +776,7 @@ def _arrow_table(raw: bytes, n_columns: int) -> tuple[Any, list[int]]:
                     column_types={k: pa.string() if k in text else pa.float64() for k in keys},
                     null_values=sorted(_NA_TOKENS),
                     strings_can_be_null=False,
+                    include_columns=included,
                 ),
             )
         except pa.ArrowInvalid as error:
@@ -782,7 +813,7 @@ def _csv_records(text: str, label: str) -> tuple[list[str] | None, int, list[lis
     return header, header_line, rows, lines
 
 
-def _parse_parquet(raw: bytes, label: str) -> pd.DataFrame:
+def _parse_parquet(raw: bytes, label: str, wanted: Collection[str] | None) -> pd.DataFrame:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -810,9 +841,9 @@ def _parse_parquet(raw: bytes, label: str) -> pd.DataFrame:
     ids = ["" if _is_missing(feature) else str(feature).strip() for feature in frame.iloc[:, 0]]
     _check_ids(label, ids, lambda: _row_places(len(ids)))
     data = {}
-    for position, name in enumerate(names[1:], start=1):
+    for position in _kept_positions(names, wanted):
         column = frame.iloc[:, position]
-        data[name] = (
+        data[names[position]] = (
             column.to_numpy(dtype=np.float64, na_value=np.nan)
             if _is_plain_numeric(column.dtype)
             else column.to_numpy(dtype=object)

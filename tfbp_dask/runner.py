@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -85,9 +85,14 @@ class Listener:
 
 class InputCache:
     """Tables and blacklists read once per path for a whole batch (shared by its threads),
-    and the predictors' values checked once per set of inputs (``checked``)."""
+    and the predictors' values checked once per set of inputs (``checked``).
 
-    def __init__(self) -> None:
+    ``response_columns``: the response columns used (one run's: its pTF's); only they are
+    converted when the response file has each of them (``read_table``'s ``columns``).
+    """
+
+    def __init__(self, response_columns: Collection[str] | None = None) -> None:
+        self._response_columns = response_columns
         self._tables: dict[tuple[Path, str], Any] = {}
         self._blacklists: dict[Path, list[str]] = {}
         self._checked: dict[tuple[Path, Path, Path | None], CheckedPredictors | None] = {}
@@ -98,7 +103,8 @@ class InputCache:
         key = (Path(path).resolve(), role)
         with self._lock:
             if key not in self._tables:
-                self._tables[key] = read_table(Path(path), role)
+                columns = self._response_columns if role == "response" else None
+                self._tables[key] = read_table(Path(path), role, columns)
             return self._tables[key]
 
     def checked(self, config: WorkflowConfig) -> CheckedPredictors | None:

@@ -148,3 +148,26 @@ def top_n_rows(ptf_binding: pd.Series, top_n: int) -> pd.Index:
     if len(allowed) == 0:
         return ptf_binding.index[:0]
     return ptf_binding.index[ranks <= allowed[-1]]
+
+
+def rows_design_matrix(
+    values: np.ndarray,
+    keep: np.ndarray | None,
+    columns: Sequence[str],
+    perturbed_tf: str,
+    terms: Sequence[Term],
+    scale_by_std: bool,
+) -> np.ndarray:
+    """``design_matrix`` on rows ``keep`` of a batch's checked predictor values.
+
+    Parameters
+    ----------
+    values : ndarray of shape (n_batch_rows, n_columns)
+        ``CheckedPredictors.values``.
+    keep : ndarray of shape (n_batch_rows,) of bool, or None (every row)
+    columns : sequence of str
+        The predictor columns of ``values``.
+    """
+    rows = values if keep is None else values[keep]
+    frame = pd.DataFrame(rows, columns=list(columns))
+    return design_matrix(frame, perturbed_tf, terms, scale_by_std)

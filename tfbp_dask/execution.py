@@ -24,7 +24,7 @@ import warnings
 import weakref
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future as LocalFuture
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
@@ -32,19 +32,18 @@ from typing import Any
 
 import dask
 import numpy as np
-import pandas as pd
 from distributed import Client, Future, LocalCluster, as_completed, fire_and_forget
 from distributed.comm.core import CommClosedError
 from distributed.security import Security
-from threadpoolctl import threadpool_limits
 
 from ._version import __version__
-from .design import Term, design_matrix
+from .chunks import blas_pinned, fit_chunk
+from .design import Term, rows_design_matrix
 from .drawing import DrawingProcess
-from .engines import GIL_FREE_ENGINES, BootstrapFits, LassoParams, get_engine, warm_up
+from .engines import BootstrapFits, LassoParams, warm_up
 from .errors import ClusterUnavailable
 from .inputs import CheckedPredictors, CheckedRows
-from .resampling import SeededDraws, bootstrap_test_folds, draws_to_weights
+from .resampling import SeededDraws
 from .tls import ClientFiles, refusal, unusable_files
 
 logger = logging.getLogger(__name__)
@@ -75,72 +74,18 @@ class SchedulerLost(StageFailure):
     """The connection to the scheduler was lost in the middle of a stage."""
 
 
-def _fit_chunk(
-    engine: str,
-    X: np.ndarray,
-    y: np.ndarray,
-    classes: np.ndarray,
-    bootstrap: np.ndarray,
-    draws: np.ndarray,
-    normalize_weights: bool,
-    params: LassoParams,
-    store: Callable[[BootstrapFits], None] | None = None,
-) -> BootstrapFits:
-    """Worker side: fit one chunk (BLAS pinned to one thread for an engine that uses it).
-
-    The folds of bootstrap b are fixed by b and the classes (SPEC §4), so they
-    are rebuilt here rather than shipped; ``draws`` are the stage's draws (compact
-    row positions, one row per bootstrap), of which the chunk's rows become
-    weights here. ``store`` (when given) checkpoints the chunk from here.
-    """
-    # Fresh copies: arrays unpickled from the network sit at arbitrary byte
-    # offsets, and BLAS kernels round differently with alignment; a new
-    # allocation gives the same layout in every process, so the same bits.
-    X = np.array(X, order="K", copy=True)
-    y = np.array(y, copy=True)
-    weights = draws_to_weights(draws[bootstrap], normalize=normalize_weights)
-    with _blas_pinned(engine):
-        test_folds = bootstrap_test_folds(classes, bootstrap)
-        fits = get_engine(engine)(X, y, bootstrap, weights, test_folds, params)
-    if store is not None:
-        store(fits)
-    return fits
-
-
-def _blas_pinned(engine: str) -> Any:
-    """BLAS pinned to one thread for an engine that calls it; nothing for the others.
-
-    Pinning is process-wide: threads of one process that enter and leave it at once
-    would restore each other's limits, so engines that need no BLAS skip it.
-    """
-    return nullcontext() if engine in GIL_FREE_ENGINES else threadpool_limits(limits=1)
-
-
 def _stage_draws(recipe: SeededDraws) -> np.ndarray:
     """Worker side: a stage's draws (one task per stage; kept while the stage is fitted)."""
     return np.asarray(recipe)
 
 
-def _shared_values(values: np.ndarray) -> np.ndarray:
-    """Worker side: a batch's checked predictor values, the task's own argument.
+def _shared_values(values: Any) -> Any:
+    """Worker side: a batch's checked predictor values (or tables), the task's own argument.
 
     Held by a task rather than scattered, so that a worker lost with the only
     copy costs a recomputation from the task, not the TFs that need it.
     """
     return values
-
-
-def _stage_design(
-    values: np.ndarray,
-    keep: np.ndarray | None,
-    columns: list[str],
-    perturbed_tf: str,
-    terms: list[Term],
-    scale_by_std: bool,
-) -> np.ndarray:
-    """Worker side: a design matrix on rows ``keep`` of a batch's checked predictor values."""
-    rows = values if keep is None else values[keep]
-    return design_matrix(pd.DataFrame(rows, columns=columns), perturbed_tf, terms, scale_by_std)
 
 
 class ClusterDraws:
@@ -218,7 +163,7 @@ def _local_cluster(n_workers: int, processes: bool, port: int, dashboard: bool) 
 
 def _warm_engine(engine: str) -> None:
     """Worker side: import the engine and load (or compile) its kernels."""
-    with _blas_pinned(engine):
+    with blas_pinned(engine):
         warm_up(engine)
 
 
@@ -597,6 +542,68 @@ class Executor:
                 self._shared[checked] = future
             return future
 
+    @property
+    def n_threads(self) -> int:
+        """Worker threads of the cluster now (what a batch compares its TF count with)."""
+        return int(sum(self.client.nthreads().values()))
+
+    def run_tasks(
+        self,
+        function: Callable[..., Any],
+        shared: Any,
+        calls: list[tuple[Any, ...]],
+        names: list[str],
+    ) -> Iterator[tuple[int, Any, BaseException | None]]:
+        """Run ``function(shared, *call)`` as one task per call; yield as each ends.
+
+        ``shared`` (a batch's tables) goes to the cluster once, inside a task of its
+        own (recomputed, not lost, with a lost worker). Yields ``(position in calls,
+        value, None)``, or ``(position, None, error)`` for a task that failed after
+        its retries or was cancelled by ``stop``. A task whose worker dies is run
+        again elsewhere (``function`` must be able to continue what it started).
+        """
+        with dask.config.set({"distributed.admin.large-graph-warning-threshold": "1TiB"}):
+            held = self.client.submit(
+                _shared_values,
+                shared,
+                key=f"tfbp-inputs-{uuid.uuid4().hex[:12]}",
+                pure=False,
+                retries=TASK_RETRIES,
+                priority=DRAWS_PRIORITY,
+            )
+        token = uuid.uuid4().hex[:12]
+        futures = {}
+        for position, (call, name) in enumerate(zip(calls, names, strict=True)):
+            future = self.client.submit(
+                function,
+                held,
+                *call,
+                key=f"tfbp-tf-{name}-{token}-{position}",
+                pure=False,
+                retries=TASK_RETRIES,
+            )
+            futures[future] = position
+        with self._lock:
+            self._in_flight.update(futures)
+        try:
+            for future in as_completed(futures):
+                position = futures[future]
+                try:
+                    value = future.result()
+                except Exception:  # a lost worker, after the retries; cancelled
+                    if self._stopping.is_set():
+                        error = StageFailure("stopped before this TF was done")
+                    yield position, None, error
+                else:
+                    yield position, value, None
+                future.release()
+        finally:
+            with self._lock:
+                self._in_flight.difference_update(futures)
+            for future in futures:
+                future.release()
+            held.release()
+
     def design(
         self,
         rows: CheckedRows,
@@ -607,7 +614,7 @@ class Executor:
     ) -> Future:
         """Start making a design matrix on the cluster, from a batch's shared predictors."""
         return self.client.submit(
-            _stage_design,
+            rows_design_matrix,
             self.shared(rows.checked),
             rows.keep,
             list(columns),
@@ -715,7 +722,7 @@ class Executor:
                     ) from error
                 raise
             submitted = self.client.map(  # one message for the whole stage
-                _fit_chunk,
+                fit_chunk,
                 [engine] * n,
                 [X_arg] * n,
                 [y_arg] * n,

@@ -180,6 +180,8 @@ def summary(
                 "solver_note": stage.solver_note,
                 "n_iter_counts": N_ITER_MEANING[stage.solver],
                 "n_fits_max_iter_reached": int(stage.fits.max_iter_reached.sum()),
+                # CPU time of the final fits' engine calls (fitted in this run, not resumed).
+                "fit_cpu_seconds": round(stage.fits.cpu_seconds, 3),
                 "dropout_rounds": [
                     {"round": r.round, "ci_level": r.ci_level, "terms_kept": r.terms_kept}
                     for r in stage.dropout_rounds

@@ -53,6 +53,9 @@ class BootstrapFits:
         ``max_iter`` stopped some path of the fit (a fold path or the refit)
         early: coordinate descent that did not converge at an alpha, or a
         homotopy path cut short.
+    cpu_seconds : float
+        CPU time of the fits themselves (the engine's calls, in the thread that made
+        them), summed over the chunks; bootstraps loaded from checkpoints count 0.
     """
 
     bootstrap: np.ndarray
@@ -63,15 +66,17 @@ class BootstrapFits:
     n_iter: np.ndarray
     r2: np.ndarray
     max_iter_reached: np.ndarray
+    cpu_seconds: float = 0.0
 
     @classmethod
     def concatenate(cls, parts: list[BootstrapFits]) -> BootstrapFits:
         """Join chunks, ordered by bootstrap index whatever order they came in."""
-        merged = cls(
-            **{name: np.concatenate([getattr(part, name) for part in parts]) for name in _FIELDS}
+        merged = {name: np.concatenate([getattr(part, name) for part in parts]) for name in _FIELDS}
+        order = np.argsort(merged["bootstrap"], kind="stable")
+        return cls(
+            **{name: merged[name][order] for name in _FIELDS},
+            cpu_seconds=float(sum(part.cpu_seconds for part in parts)),
         )
-        order = np.argsort(merged.bootstrap, kind="stable")
-        return cls(**{name: getattr(merged, name)[order] for name in _FIELDS})
 
     @property
     def n_nonzero(self) -> np.ndarray:

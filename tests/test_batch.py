@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+import json
+import subprocess
 import weakref
 from dataclasses import fields, replace
 from pathlib import Path
@@ -22,8 +24,9 @@ def _config(dataset, output_dir: Path, **options) -> WorkflowConfig:
     )
 
 
-def test_batch_numbers_equal_single_runs(tiny_dataset, tmp_path, client_two_workers):
-    base = _config(tiny_dataset, tmp_path / "batch")
+@pytest.mark.parametrize("batch_tasks", ["per_tf", "per_chunk"])
+def test_batch_numbers_equal_single_runs(tiny_dataset, tmp_path, client_two_workers, batch_tasks):
+    base = _config(tiny_dataset, tmp_path / "batch", batch_tasks=batch_tasks)
     configs = [replace(base, perturbed_tf=tf) for tf in ("TF01", "TF02", "TF03")]
     seen = []
     entries = run_many(configs, client=client_two_workers, tfs_progress=lambda d, t: seen.append(d))
@@ -32,17 +35,74 @@ def test_batch_numbers_equal_single_runs(tiny_dataset, tmp_path, client_two_work
     single = run(replace(base, perturbed_tf="TF02", output_dir=tmp_path / "one"),
                  client=client_two_workers)  # fmt: skip
     batch_dir = entries[1].run_dir
+    summary = json.loads((batch_dir / "input_data" / "data_summary.json").read_text())
+    assert summary["cluster"].get("batch_tasks") == ("per_tf" if batch_tasks == "per_tf" else None)
     tables = sorted(path.relative_to(single.run_dir) for path in single.run_dir.rglob("*.csv"))
     assert tables == sorted(path.relative_to(batch_dir) for path in batch_dir.rglob("*.csv"))
     assert Path("topn_results/bootstrap_coefficients.csv") in tables
+    shared_predictors = Path("input_data/processed_predictors.csv")
     for table in tables:
-        assert (batch_dir / table).read_bytes() == (single.run_dir / table).read_bytes(), table
+        if table != shared_predictors:
+            assert (batch_dir / table).read_bytes() == (single.run_dir / table).read_bytes(), table
+    # The batch's predictors table: the single run's rows, and the pTF's own row.
+    batch_lines = (batch_dir / shared_predictors).read_text().splitlines()
+    single_lines = (single.run_dir / shared_predictors).read_text().splitlines()
+    assert [line for line in batch_lines if not line.startswith("TF02,")] == single_lines
+    assert len(batch_lines) == len(single_lines) + 1
     (table_path,) = (tmp_path / "batch").glob("batch_*[0-9].csv")
     table = pd.read_csv(table_path, keep_default_na=False)
     assert table["perturbed_tf"].tolist() == ["TF01", "TF02", "TF03"]
     assert (table["status"] != "failed").all()
     assert table.loc[1, "n_significant_all_data"] == len(single.result.all_data.significant_terms)
     assert client_two_workers.status == "running"
+
+
+def test_a_batch_keeps_shared_inputs_once(tiny_dataset, tmp_path, client_two_workers):
+    """Predictors and identical draws are hard links to the batch's store; a copy stands alone."""
+    base = _config(tiny_dataset, tmp_path / "out", random_state=None, batch_tasks="per_tf")
+    entries = run_many(
+        [replace(base, perturbed_tf=tf) for tf in ("TF01", "TF02", "TF03")],
+        client=client_two_workers,
+    )
+    (store,) = (tmp_path / "out").glob("batch_*_input_data")
+    seeds = set()
+    for entry in entries:
+        inputs = entry.run_dir / "input_data"
+        for name in ("processed_predictors", "bootstrap_indices"):
+            for suffix in (".csv", ".parquet"):
+                linked = inputs / f"{name}{suffix}"
+                assert linked.stat().st_nlink == 4, linked  # the store's file + 3 TFs
+                (original,) = store.glob(f"{name}*{suffix}")
+                assert linked.samefile(original)
+        summary = json.loads((inputs / "data_summary.json").read_text())
+        seeds.add(summary["seed"])
+        assert summary["seed_source"] == "os entropy"
+        assert not (entry.run_dir / "all_data_results" / "diagnostic_plots").exists()
+    assert len(seeds) == 1  # one drawn seed for the batch: the same draws
+    # The draws are those a single run with that seed makes, byte for byte.
+    single = run(
+        replace(base, perturbed_tf="TF03", random_state=seeds.pop(), output_dir=tmp_path / "one"),
+        client=client_two_workers,
+    )
+    for name in ("bootstrap_indices.csv", "bootstrap_indices.parquet"):
+        assert (single.run_dir / "input_data" / name).read_bytes() == (
+            entries[2].run_dir / "input_data" / name
+        ).read_bytes()
+    # Copied without link flags, a run directory holds its own bytes.
+    copy = tmp_path / "copy"
+    subprocess.run(["cp", "-r", str(entries[0].run_dir), str(copy)], check=True)
+    copied = copy / "input_data" / "processed_predictors.csv"
+    assert copied.stat().st_nlink == 1
+    assert copied.read_bytes() == (entries[0].run_dir / "input_data" / copied.name).read_bytes()
+
+
+def test_batch_figures_draws_each_tfs_figures(tiny_dataset, tmp_path, client_two_workers):
+    base = _config(tiny_dataset, tmp_path, batch_figures=True)
+    entries = run_many([replace(base, perturbed_tf=tf) for tf in ("TF01", "TF02")],
+                       client=client_two_workers)  # fmt: skip
+    for entry in entries:
+        plots = entry.run_dir / "all_data_results" / "diagnostic_plots"
+        assert (plots / "coefficient_cis.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_one_tf_failing_spares_the_others(tiny_dataset, tmp_path, client_two_workers):

@@ -238,7 +238,8 @@ def test_scheduler_loss_ends_the_run_with_a_resumable_partial(
 
 
 def test_interrupted_batch_resumes_tf_by_tf(tiny_dataset, tmp_path, client_two_workers):
-    base = _config(tiny_dataset, tmp_path / "batch")
+    # The client runs each TF (per chunk), so its progress hook can interrupt one mid-stage.
+    base = _config(tiny_dataset, tmp_path / "batch", batch_tasks="per_chunk")
     configs = [replace(base, perturbed_tf=tf) for tf in ("TF01", "TF02", "TF03")]
 
     def interrupt_tf02(tf: str, stage: str, done: int, total: int) -> None:
@@ -248,7 +249,8 @@ def test_interrupted_batch_resumes_tf_by_tf(tiny_dataset, tmp_path, client_two_w
     with pytest.raises(KeyboardInterrupt):
         run_many(configs, client=client_two_workers, progress=interrupt_tf02, max_concurrent_tfs=1)
     names = sorted(path.name for path in (tmp_path / "batch").iterdir())
-    assert [n[:4] for n in names] == ["TF01", "TF02"] and names[1].endswith(".partial")
+    assert [n[:4] for n in names] == ["TF01", "TF02", "batc"] and names[1].endswith(".partial")
+    assert names[2].endswith("_input_data")  # the batch's shared files
 
     fitted = []
     entries = run_many(
@@ -267,6 +269,52 @@ def test_interrupted_batch_resumes_tf_by_tf(tiny_dataset, tmp_path, client_two_w
         client=client_two_workers,
     )
     _assert_same_numbers(single.run_dir, entries[1].run_dir)
+
+
+def test_worker_killed_mid_tf_loses_only_its_unfinished_chunks(
+    tiny_dataset, tmp_path, client_two_workers
+):
+    """A batch run per TF: the TF of a killed worker runs again elsewhere, from its checkpoints."""
+    cluster = RemoteCluster(tmp_path / "cluster", n_workers=2, nanny=False)
+    out = tmp_path / "out"
+    try:
+        base = _config(
+            tiny_dataset, out, engine="sklearn", n_bootstraps=60, chunk_size=3,
+            scheduler_address=cluster.address, batch_tasks="per_tf",
+        )  # fmt: skip
+        configs = [replace(base, perturbed_tf=tf) for tf in ("TF01", "TF02")]
+        killed = threading.Event()
+
+        def kill_when_both_have_checkpoints() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                running = [
+                    len(list(partial.glob("checkpoints/all_data/b*.parquet")))
+                    for partial in out.glob("*.partial")
+                ]
+                if len(running) == 2 and min(running) >= 2:
+                    cluster.workers[0].send_signal(signal.SIGKILL)
+                    killed.set()
+                    return
+                time.sleep(0.02)
+
+        watcher = threading.Thread(target=kill_when_both_have_checkpoints, daemon=True)
+        watcher.start()
+        entries = run_many(configs)
+        watcher.join()
+        assert killed.is_set() and cluster.workers[0].wait(timeout=10) == -signal.SIGKILL
+        assert [entry.status for entry in entries] == ["completed", "completed"]
+        logs = [next(entry.run_dir.glob("tfbpmodeling_*.log")).read_text() for entry in entries]
+        assert sum("resuming" in log for log in logs) == 1  # the killed worker's TF went on
+        assert not list(out.glob("*.partial"))
+        for entry, config in zip(entries, configs):
+            reference = run(
+                replace(config, scheduler_address=None, output_dir=tmp_path / "ref"),
+                client=client_two_workers,
+            )
+            _assert_same_numbers(reference.run_dir, entry.run_dir)
+    finally:
+        cluster.stop()
 
 
 def test_a_task_that_keeps_failing_fails_the_run_clearly(

@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING
 
 from . import provenance
 from .background import PendingExecutor
-from .batch import BatchEntry, BatchHook, run_batch, write_batch_table
+from .batch import BatchEntry, BatchHook, run_batch, write_batch_table, write_store
 from .batch_report import write_interactions
 from .config import WorkflowConfig
 from .errors import InputError
 from .outputs import timestamp_now
 from .precheck import interrupted_tf
-from .runner import InputCache, ProgressHook, RunOutcome, prepare, run_loaded
+from .runner import BatchRun, InputCache, ProgressHook, RunOutcome, prepare, run_loaded
+from .workflow import choose_seed
 
 if TYPE_CHECKING:
     from distributed import Client  # noqa: TID251 - a type hint only
@@ -142,7 +143,12 @@ def run_many(
     started = timestamp_now()
     with cluster, cluster.result() as executor:
         limit = max_concurrent_tfs or max(2, 2 * executor.n_workers)
-        entries = run_batch(configs, cache, executor, progress, tfs_progress, limit, resume_batch)
+        # TFs without --random_state share one drawn seed (so, their draws: BatchStore).
+        store = write_store(configs, cache, executor, started)
+        batch = BatchRun(seed=choose_seed(None), store=store)
+        entries = run_batch(
+            configs, cache, executor, progress, tfs_progress, limit, resume_batch, batch
+        )
         write_batch_table(first.output_dir, started, entries)
         write_interactions(
             first.output_dir,

@@ -297,6 +297,15 @@ def linear_perturbation_binding_modeling(
             rich_help_panel=OUTPUT,
         ),
     ] = DEFAULTS["no_input_parquet"],
+    batch_figures: Annotated[
+        bool,
+        typer.Option(
+            "--batch_figures",
+            help="Batch: draw each TF's diagnostic and interaction figures too (a single "
+            "run always draws them; a batch draws its cross-TF heatmap either way).",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = DEFAULTS["batch_figures"],
     n_cpus: Annotated[
         int,
         typer.Option(
@@ -370,6 +379,16 @@ def linear_perturbation_binding_modeling(
             rich_help_panel=SYSTEM,
         ),
     ] = DEFAULTS["tls_key"],
+    batch_tasks: Annotated[
+        str,
+        typer.Option(
+            "--batch_tasks",
+            help="Batch: per_tf (a TF's whole run is one task on a worker), per_chunk (this "
+            "process runs each TF and sends its chunks of bootstraps), or auto: per_tf when "
+            "there are at least as many TFs as worker threads and the workers see --output_dir.",
+            rich_help_panel=SYSTEM,
+        ),
+    ] = DEFAULTS["batch_tasks"],
     max_concurrent_tfs: Annotated[
         int | None,
         typer.Option(
@@ -429,6 +448,8 @@ def linear_perturbation_binding_modeling(
         output_dir=output_dir,
         output_suffix=output_suffix,
         no_input_parquet=no_input_parquet,
+        batch_figures=batch_figures,
+        batch_tasks=batch_tasks,
         n_cpus=n_cpus,
         dashboard=dashboard,
         engine=engine,

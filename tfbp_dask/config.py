@@ -18,6 +18,10 @@ from .errors import check_input_file
 DEFAULT_BINS = (0.0, 8.0, 12.0, math.inf)
 DEFAULT_OUTPUT_DIR = Path("./linear_perturbation_binding_modeling_results")
 EXCLUDE_ALL = "exclude_all"
+# How a batch hands its TFs to the cluster: ``per_tf`` (a TF's whole run is one task),
+# ``per_chunk`` (the client runs each TF and submits its chunks of bootstraps), or
+# ``auto``: per TF when the batch has at least as many TFs as the cluster has threads.
+BATCH_TASKS = ("auto", "per_tf", "per_chunk")
 
 
 NUMERIC_OPTIONS = (
@@ -99,6 +103,8 @@ class WorkflowConfig:
     output_dir: Path = DEFAULT_OUTPUT_DIR
     output_suffix: str = ""
     no_input_parquet: bool = False
+    batch_figures: bool = False
+    batch_tasks: str = "auto"
     n_cpus: int = 4
     dashboard: bool = False
     engine: str = "gram"
@@ -141,6 +147,10 @@ class WorkflowConfig:
             raise OptionError(f"--bins must end at np.inf, got {format_bins(bins)}")
         if any(b >= a_next for b, a_next in zip(bins, bins[1:])):
             raise OptionError(f"--bins must be strictly increasing, got {format_bins(bins)}")
+        if self.batch_tasks not in BATCH_TASKS:
+            raise OptionError(
+                f"--batch_tasks must be one of {', '.join(BATCH_TASKS)}, got {self.batch_tasks!r}"
+            )
         if self.engine not in ENGINES:
             raise OptionError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.random_state is not None and not 0 <= self.random_state < 2**32 - 10:

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import shutil
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -157,7 +158,8 @@ def _write_csv(frame: pd.DataFrame | dict[str, np.ndarray], table: pa.Table, pat
 @contextmanager
 def _atomic(target: Path) -> Iterator[Path]:
     """A temporary path next to ``target``, moved onto it once written."""
-    temporary = target.with_name(f".{target.name}.tmp")
+    # A name of its own: two TFs of a batch may write the same shared file at once.
+    temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
     try:
         yield temporary
         os.replace(temporary, target)
@@ -207,6 +209,11 @@ class Writing:
         Runs the function that draws and writes one figure where ``offload`` would (used
         only with ``offload`` and not ``one_task_per_stage``; ``Executor.draw_figure``: a
         process of its own beside a cluster of threads); by default ``offload``.
+    figures : bool
+        Draw the diagnostic figures (a batch's TFs skip them unless ``--batch_figures``).
+    store : BatchStore, optional
+        A batch's files shared by its TFs: ``input_data/processed_predictors.*`` and
+        ``bootstrap_indices.*`` become hard links to them (see ``BatchStore``).
     """
 
     render: Renderer = render_here
@@ -215,6 +222,52 @@ class Writing:
     share: Callable[[Any], Any] | None = None
     input_twins: bool = True
     draw: Renderer | None = None
+    figures: bool = True
+    store: BatchStore | None = None
+
+
+@dataclass(frozen=True)
+class BatchStore:
+    """``{output_dir}/batch_{timestamp}_input_data/``: files that a batch's TFs share.
+
+    A run directory of the batch holds hard links to them (a copy where the file
+    system has none): its ``input_data/processed_predictors.*`` is the batch's table
+    of predictors on every row a TF of these inputs may model (``predictors``: one
+    table per set of input files, written before the TFs start), and its
+    ``input_data/bootstrap_indices.*`` the draws of its seed, written by the first TF
+    that makes them (TFs with the same seed and row count draw the same rows: the
+    same bytes as a single run's file). Copied with ``cp -r`` or ``rsync`` without
+    ``-H``, a run directory keeps its own copy of each.
+
+    Attributes
+    ----------
+    directory : Path
+    predictors : dict
+        ``(response, predictors, blacklist)`` resolved paths (as ``str``; the blacklist
+        may be None) to the stem of that input set's table in ``directory``.
+    """
+
+    directory: Path
+    predictors: dict[tuple[str, str, str | None], str]
+
+    @staticmethod
+    def inputs_key(
+        response_file: Path, predictors_file: Path, blacklist_file: Path | None
+    ) -> tuple[str, str, str | None]:
+        return (
+            str(Path(response_file).resolve()),
+            str(Path(predictors_file).resolve()),
+            None if blacklist_file is None else str(Path(blacklist_file).resolve()),
+        )
+
+    def predictors_table(self, key: tuple[str, str, str | None]) -> Path | None:
+        """The shared predictors table (path without suffix) of these inputs, if any."""
+        stem = self.predictors.get(key)
+        return None if stem is None else self.directory / stem
+
+    def draws_table(self, n_rows: int, n_bootstraps: int, seed: int) -> Path:
+        """Where the draws of a stage-1 recipe are kept (path without suffix)."""
+        return self.directory / f"bootstrap_indices_{n_rows}rows_{n_bootstraps}_seed{seed}"
 
 
 class RunDirectory:
@@ -314,6 +367,8 @@ class RunDirectory:
         anyway) the tables and figures of a stage are one task: fewer
         messages for the client per TF.
         """
+        if not self._writing.figures:
+            figures = []
         if self._writing.offload is None:
             write_tables(tables)
             for path, plot, args in figures:
@@ -353,6 +408,17 @@ class RunDirectory:
         twins = writing.input_twins
         response = (_Indexed(data.response, twins), directory / "processed_response")
         predictors_path = directory / "processed_predictors"
+        shared = None
+        if writing.store is not None and data.rows is not None:
+            config = result.config
+            shared = writing.store.predictors_table(
+                BatchStore.inputs_key(
+                    config.response_file, config.predictors_file, config.blacklist_file
+                )
+            )
+        if shared is not None:
+            self._files([response, (_Linked(None, shared, twins), predictors_path)], [])
+            return
         if data.rows is not None and writing.offload is not None and writing.share is not None:
             # The cluster holds the batch's predictors: a worker writes this TF's rows.
             self._pending_files.append(
@@ -387,6 +453,11 @@ class RunDirectory:
             indices = _Draws(
                 stage_result.fits.bootstrap, stage_result.draws, self._writing.input_twins
             )
+            store = self._writing.store
+            if store is not None:
+                n_bootstraps, n_rows = indices.shape
+                shared = store.draws_table(n_rows, n_bootstraps, stage_result.seed)
+                indices = _Linked(indices, shared, self._writing.input_twins)
             tables.append((indices, self.path / "input_data" / "bootstrap_indices"))
         self._files(tables, figures)
         name = "all_data_significant" if stage == "all_data" else "topn_significant"
@@ -401,7 +472,7 @@ class RunDirectory:
     ) -> tuple[list[tuple[Any, Path]], list[_Figure]]:
         directory = self.path / STAGE_DIRS[stage.name]
         plot_dir = directory / "diagnostic_plots"
-        plot_dir.mkdir(parents=True, exist_ok=True)
+        (plot_dir if self._writing.figures else directory).mkdir(parents=True, exist_ok=True)
         fits = stage.fits
         names = [term.name for term in stage.terms]
         statistics = {
@@ -449,7 +520,7 @@ class RunDirectory:
     def _write_interactors(self, interactors: InteractorResult) -> None:
         directory = self.path / "interactor_significance"
         plot_dir = directory / "interaction_plots"
-        plot_dir.mkdir(parents=True, exist_ok=True)
+        (plot_dir if self._writing.figures else directory).mkdir(parents=True, exist_ok=True)
         write_json(
             interactors.significance.to_dict(orient="records"),
             self.path / "interactor_vs_main_result.json",
@@ -562,7 +633,7 @@ def write_tables(tables: list[tuple[Any, Path]]) -> None:
     travels as one array, never as thousands of columns.
     """
     for table, path in tables:
-        if isinstance(table, _Matrix | _Indexed | _Draws):
+        if isinstance(table, _Matrix | _Indexed | _Draws | _Linked):
             table.write(path)
         else:
             write_table(table, path)
@@ -605,6 +676,11 @@ class _Draws:
     values: Any  # the draws, or anything np.asarray makes them of (``SeededDraws``)
     twin: bool = True
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(n_bootstraps, n_rows)``, without making the draws."""
+        return tuple(self.values.shape)
+
     def write(self, path_without_suffix: Path) -> None:
         draws = np.asarray(self.values)
         _Matrix(self.bootstrap, draws, None).write(path_without_suffix, twin=False)
@@ -619,6 +695,38 @@ class _Draws:
         target = path_without_suffix.with_name(path_without_suffix.name + ".parquet")
         with _atomic(target) as temporary:
             pq.write_table(table, temporary, compression="zstd", use_dictionary=True)
+
+
+@dataclass(frozen=True)
+class _Linked:
+    """A table kept once in a ``BatchStore`` and hard-linked into a run directory.
+
+    ``table`` (anything ``write_tables`` writes) is written to ``shared`` first when no
+    earlier TF has written it there (None: the batch wrote it before its TFs started).
+    """
+
+    table: Any
+    shared: Path  # without suffix
+    twin: bool = True
+
+    def write(self, path_without_suffix: Path) -> None:
+        suffixes = (".csv", ".parquet") if self.twin else (".csv",)
+        sources = [self.shared.with_name(self.shared.name + suffix) for suffix in suffixes]
+        if self.table is not None and not all(source.exists() for source in sources):
+            # Two TFs may both find it missing: each writes it atomically, the same bytes.
+            write_tables([(self.table, self.shared)])
+        for source, suffix in zip(sources, suffixes):
+            link_or_copy(source, path_without_suffix.with_name(path_without_suffix.name + suffix))
+
+
+def link_or_copy(source: Path, target: Path) -> None:
+    """``target`` as a hard link to ``source`` (a copy where links cannot be made), atomically."""
+    with _atomic(target) as temporary:
+        temporary.unlink(missing_ok=True)
+        try:
+            os.link(source, temporary)
+        except OSError:  # another file system, or one without hard links
+            shutil.copyfile(source, temporary)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from .inputs import (
     read_table,
     response_column,
 )
-from .outputs import RunDirectory, Writing
+from .outputs import BatchStore, RunDirectory, Writing
 from .workflow import WorkflowResult, check_folds, choose_seed, run_workflow
 
 if TYPE_CHECKING:
@@ -40,6 +40,27 @@ logger = logging.getLogger("tfbp_dask.api")
 
 ProgressHook = Callable[[str, str, int, int], None]
 """Called as ``hook(perturbed_tf, stage, bootstraps_done, bootstraps_total)``."""
+
+
+@dataclass(frozen=True)
+class BatchRun:
+    """How a run of a batch differs from a single run (``run_loaded``'s ``batch``).
+
+    Attributes
+    ----------
+    seed : int
+        The seed of a TF without ``--random_state``: one drawn for the whole batch,
+        so that its TFs share their draws (``BatchStore``).
+    store : BatchStore, optional
+        The batch's shared files.
+    task : str, optional
+        The token of the Dask task that runs this TF as a whole (recorded in the
+        manifest: a retry of the task continues the directory it started).
+    """
+
+    seed: int
+    store: BatchStore | None = None
+    task: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +104,15 @@ class Listener:
         self.run_dir.write_stage(result, stage)
 
 
+@dataclass(frozen=True)
+class CachedInputs:
+    """An ``InputCache``'s tables, blacklists and checked predictors (picklable)."""
+
+    tables: dict[tuple[Path, str], Any]
+    blacklists: dict[Path, list[str]]
+    checked: dict[tuple[Path | None, ...], CheckedPredictors | None]
+
+
 class InputCache:
     """Tables and blacklists read once per path for a whole batch (shared by its threads),
     and the predictors' values checked once per set of inputs (``checked``).
@@ -98,6 +128,20 @@ class InputCache:
         self._checked: dict[tuple[Path, Path, Path | None], CheckedPredictors | None] = {}
         self._lock = threading.Lock()
         self._checking = threading.Lock()  # one batch thread checks, the others wait for it
+
+    def contents(self) -> CachedInputs:
+        """What was read and checked so far, to send once to the workers of a batch."""
+        with self._lock, self._checking:
+            return CachedInputs(dict(self._tables), dict(self._blacklists), dict(self._checked))
+
+    @classmethod
+    def holding(cls, contents: CachedInputs) -> InputCache:
+        """A cache that starts with ``contents`` (a worker's copy of the batch's inputs)."""
+        cache = cls()
+        cache._tables.update(contents.tables)
+        cache._blacklists.update(contents.blacklists)
+        cache._checked.update(contents.checked)
+        return cache
 
     def table(self, path: Path, role: str) -> Any:
         key = (Path(path).resolve(), role)
@@ -160,12 +204,14 @@ def run_loaded(
     executor: Executor,
     progress: ProgressHook | None,
     resume_from: Path | None = None,
-    in_batch: bool = False,
+    batch: BatchRun | None = None,
 ) -> RunOutcome:
     """Run one TF whose inputs are prepared; a new run, or ``resume_from`` a ``.partial``.
 
-    ``in_batch``: other TFs share the cluster, so a stage's files are written by
-    one task (``RunDirectory``'s ``one_task_per_stage``).
+    ``batch``: other TFs share the cluster, so a stage's files are written by one
+    task (``RunDirectory``'s ``one_task_per_stage``), figures only with
+    ``--batch_figures``, shared files are linked from the batch's store, and a
+    TF without ``--random_state`` takes the batch's seed.
     """
     started = time.perf_counter()
     # Workers that see the output directory write the tables and checkpoints.
@@ -173,17 +219,25 @@ def run_loaded(
     writing = Writing(
         render=executor.render,
         offload=offload,
-        one_task_per_stage=in_batch,
+        one_task_per_stage=batch is not None,
         share=executor.shared,
         input_twins=not config.no_input_parquet,
         draw=executor.draw_figure,
+        figures=batch is None or config.batch_figures,
+        store=None if batch is None else batch.store,
     )
     if resume_from is None:
         run_dir = RunDirectory(
             config.output_dir, config.perturbed_tf, config.output_suffix, writing=writing
         )
-        seed = choose_seed(config.random_state)
-        run_dir.save_manifest(provenance.manifest(config, seed))
+        if config.random_state is None and batch is not None:
+            seed = batch.seed
+        else:
+            seed = choose_seed(config.random_state)
+        recorded = provenance.manifest(config, seed)
+        if batch is not None and batch.task is not None:
+            recorded["task"] = batch.task
+        run_dir.save_manifest(recorded)
     else:
         run_dir = RunDirectory.reopen(resume_from, writing)
         seed = provenance.check_resumable(resume_from, config)

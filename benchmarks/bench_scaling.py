@@ -20,13 +20,17 @@ Reports, for the timed batch:
   the cluster), which a batch pays once whatever its size;
 - the client's peak RSS;
 - bytes written per TF (every file under the output directory, divided by the
-  TFs run).
+  TFs run; a file hard-linked into several run directories counts once, as on disk);
+- the fits' own CPU seconds per TF (``fit_cpu_seconds`` of every stage in the run
+  directories' ``data_summary.json``: the engine calls' thread CPU time) and the
+  workers' CPU per TF over it: how much of the workers' time goes to the fits.
 
 ``--code DIR`` puts another checkout of the package first on ``PYTHONPATH`` for
 the scheduler, the workers and the client (to measure an older commit against
 the same data). ``--profile FILE`` records the client with ``py-spy`` (every
 thread, while it holds the GIL) into a speedscope/flamegraph file. ``--no_input_parquet``
-is passed on to the batch (bytes per TF without the twins of ``input_data/``).
+is passed on to the batch (bytes per TF without the twins of ``input_data/``), and so
+are ``--batch_tasks`` and ``--batch_figures``.
 
 Run from the repository root::
 
@@ -133,7 +137,22 @@ def _imported_from(env: dict[str, str], cwd: Path) -> str:
 
 
 def _bytes_under(directory: Path) -> int:
-    return sum(path.stat().st_size for path in directory.rglob("*") if path.is_file())
+    """Bytes on disk under ``directory``: a hard-linked file counts once."""
+    sizes = {}
+    for path in directory.rglob("*"):
+        if path.is_file():
+            stat = path.stat()
+            sizes[(stat.st_dev, stat.st_ino)] = stat.st_size
+    return sum(sizes.values())
+
+
+def _fit_cpu_seconds(out: Path) -> float:
+    """The fits' own CPU seconds, summed over every run directory's stages."""
+    total = 0.0
+    for summary in out.glob("*/input_data/data_summary.json"):
+        stages = json.loads(summary.read_text())["stages"].values()
+        total += sum(stage.get("fit_cpu_seconds", 0.0) for stage in stages)
+    return total
 
 
 def main() -> None:
@@ -147,6 +166,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument(
         "--no_input_parquet", action="store_true", help="pass --no_input_parquet to the batch"
+    )
+    parser.add_argument("--batch_tasks", help="pass --batch_tasks to the batch")
+    parser.add_argument(
+        "--batch_figures", action="store_true", help="pass --batch_figures to the batch"
     )
     args = parser.parse_args()
 
@@ -205,6 +228,10 @@ def main() -> None:
                  "--output_dir", str(out)]  # fmt: skip
         if args.no_input_parquet:
             timed.append("--no_input_parquet")
+        if args.batch_tasks:
+            timed += ["--batch_tasks", args.batch_tasks]
+        if args.batch_figures:
+            timed.append("--batch_figures")
         client = _client(timed, env, args.profile, scratch / "client.log", out)
         worker_cpu = _cpu_seconds(worker_processes) - worker_cpu_before
     finally:
@@ -221,6 +248,7 @@ def main() -> None:
     batch_tables = sorted(out.glob("batch_*.csv"))
     statuses = batch_tables[-1].read_text().splitlines()[1:] if batch_tables else []
     failed = sum(",failed," in line for line in statuses)
+    fit_cpu = _fit_cpu_seconds(out)
     figures = {
         "code": str(args.code or "this checkout"),
         "tfbp_dask": _imported_from(env, scratch),
@@ -231,6 +259,8 @@ def main() -> None:
         "wall_s": round(client["wall"], 1),
         "client_cpu_s_per_tf": round(client["cpu"] / n, 3),
         "worker_cpu_s_per_tf": round(worker_cpu / n, 3),
+        "fit_cpu_s_per_tf": round(fit_cpu / n, 3),
+        "worker_cpu_over_fit_cpu": round(worker_cpu / fit_cpu, 2) if fit_cpu else None,
         "client_ceiling": round(worker_cpu / client["cpu"], 1),
         "client_startup_cpu_s": round(client["startup_cpu"], 2),
         "client_cpu_s_per_tf_after_startup": round(batch_cpu / n, 3),

@@ -95,10 +95,13 @@ def run_batch(
     if tfs_progress is not None and done:
         tfs_progress(done, len(configs))
 
+    per_tf = bool(todo) and _runs_per_tf(configs[0].batch_tasks, todo, executor)
+
     def ended(index: int, entry: BatchEntry) -> None:
         nonlocal done
         entries[index] = entry
-        _give_back_free_memory()
+        if not per_tf:  # per TF, the client never held the TF's arrays
+            _give_back_free_memory()
         done += 1
         logger.info(
             "batch: %d/%d TFs done (%s: %s)", done, len(configs), entry.perturbed_tf, entry.status
@@ -106,7 +109,7 @@ def run_batch(
         if tfs_progress is not None:
             tfs_progress(done, len(configs))
 
-    if todo and _runs_per_tf(configs[0].batch_tasks, todo, executor):
+    if per_tf:
         _run_per_tf(todo, cache, executor, batch, ended)
     else:
         _run_per_chunk(todo, cache, executor, progress, limit, batch, ended)

@@ -572,17 +572,16 @@ class Executor:
                 priority=DRAWS_PRIORITY,
             )
         token = uuid.uuid4().hex[:12]
-        futures = {}
-        for position, (call, name) in enumerate(zip(calls, names, strict=True)):
-            future = self.client.submit(
-                function,
-                held,
-                *call,
-                key=f"tfbp-tf-{name}-{token}-{position}",
-                pure=False,
-                retries=TASK_RETRIES,
-            )
-            futures[future] = position
+        keys = [f"tfbp-tf-{name}-{token}-{i}" for i, name in enumerate(names)]
+        submitted = self.client.map(  # one message to the scheduler for the whole batch
+            function,
+            [held] * len(calls),
+            *(list(column) for column in zip(*calls, strict=True)),
+            key=keys,
+            pure=False,
+            retries=TASK_RETRIES,
+        )
+        futures = {future: position for position, future in enumerate(submitted)}
         with self._lock:
             self._in_flight.update(futures)
         try:

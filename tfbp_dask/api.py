@@ -87,6 +87,7 @@ def run_many(
     max_concurrent_tfs: int | None = None,
     resume_batch: bool = False,
     security: Security | None = None,
+    cache: InputCache | None = None,
 ) -> list[BatchEntry]:
     """Run several TFs concurrently on one cluster; one TF's failure spares the others.
 
@@ -111,6 +112,8 @@ def run_many(
         its checkpoints, and the others start afresh.
     security : distributed.security.Security, optional
         Certificates for a ``tls://`` scheduler, as for ``run``.
+    cache : InputCache, optional
+        Tables already read (the one ``available_tfs`` was given): not read again.
 
     Returns
     -------
@@ -131,7 +134,7 @@ def run_many(
     first = configs[0]
     cluster = _connect(first, client, security, batch=True)  # starts while the inputs are read
     try:
-        cache = InputCache()
+        cache = InputCache() if cache is None else cache
         for config in configs:  # a bad file fails the whole batch, before anything is written
             cache.table(config.response_file, "response")
             cache.table(config.predictors_file, "predictors")
@@ -186,9 +189,14 @@ def resume(
         return run_loaded(config, data, cluster.result(), progress, resume_from=partial_dir)
 
 
-def available_tfs(response_file: Path, predictors_file: Path) -> list[str]:
-    """TFs that are a column of both files, in the predictors file's column order."""
-    cache = InputCache()
+def available_tfs(
+    response_file: Path, predictors_file: Path, cache: InputCache | None = None
+) -> list[str]:
+    """TFs that are a column of both files, in the predictors file's column order.
+
+    ``cache`` keeps the tables read, for a ``run_many`` of those TFs to reuse.
+    """
+    cache = InputCache() if cache is None else cache
     response_columns = set(cache.table(response_file, "response").columns)
     return [c for c in cache.table(predictors_file, "predictors").columns if c in response_columns]
 

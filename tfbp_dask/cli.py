@@ -467,9 +467,11 @@ def linear_perturbation_binding_modeling(
     from .api import available_tfs, run, run_many
     from .api import resume as resume_run
     from .progress import ProgressDisplay
+    from .runner import InputCache
 
+    tables = InputCache()  # read once, for the list of TFs and for the batch
     if tfs == [ALL_TFS]:
-        tfs = available_tfs(response_file, predictors_file)
+        tfs = available_tfs(response_file, predictors_file, tables)
         if not tfs:
             raise InputError(
                 f"--perturbed_tf all: no column is shared by {response_file} and {predictors_file}"
@@ -495,6 +497,7 @@ def linear_perturbation_binding_modeling(
             tfs_progress=display.update_tfs,
             max_concurrent_tfs=max_concurrent_tfs,
             resume_batch=resume is not None,
+            cache=tables,
         )
     for entry in entries:
         where = entry.run_dir if entry.run_dir else entry.error

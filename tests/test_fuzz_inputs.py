@@ -37,10 +37,17 @@ from conftest import FUZZ_SETTINGS, ClusterStub, fuzz_examples
 from hypothesis import assume, event, given, settings
 from hypothesis import strategies as st
 
-from tfbp_dask import api, inputs
+from tfbp_dask import api
 from tfbp_dask.cli import main
 from tfbp_dask.errors import InputError
-from tfbp_dask.inputs import ModelingData, load_inputs, read_blacklist, read_table
+from tfbp_dask.inputs import (
+    ModelingData,
+    load_inputs,
+    plain_csv,
+    read_blacklist,
+    read_table,
+    records,
+)
 
 PTF = "TF03"
 TFS = ("TF01", "TF02", "TF03", "TF04")
@@ -909,10 +916,10 @@ csv_tables = st.one_of(
 def test_arrow_reader_reads_what_the_csv_reader_reads(raw):
     """Whatever the bytes: Arrow declines, or its frame is the csv reader's, bit for bit."""
     _tried("Arrow reader next to the csv reader")
-    fast = inputs._parse_plain_csv(raw)
-    shape = inputs._plain_shape_problem(raw)
+    fast = plain_csv._parse_plain_csv(raw)
+    shape = plain_csv._plain_shape_problem(raw)
     try:
-        slow = inputs._parse_any_csv(raw, "predictors file x.csv")
+        slow = records._parse_any_csv(raw, "predictors file x.csv")
     except InputError as error:
         slow, refused = None, str(error)
     if shape is not None:
@@ -973,7 +980,7 @@ def test_plain_numeric_files_are_read_by_arrow_as_float_reads_them(cells, line_e
     lines = ["gene_id,TF01,TF02,TF03", *(f"g{row},{','.join(r)}" for row, r in enumerate(cells))]
     text = line_end.join(lines) + (line_end if trailing else "")
     raw = (b"\xef\xbb\xbf" if bom else b"") + text.encode()
-    frame = inputs._parse_plain_csv(raw)
+    frame = plain_csv._parse_plain_csv(raw)
     assert frame is not None
     assert frame.index.tolist() == [f"g{row}" for row in range(len(cells))]
     for position, column in enumerate(("TF01", "TF02", "TF03")):
@@ -1005,9 +1012,9 @@ def test_ragged_plain_files_are_refused_as_the_csv_reader_refuses_them(
         lines.insert(rnd.randint(1, len(lines)), blank)
     text = "".join(line + rnd.choice(line_ends) for line in lines[:-1]) + lines[-1]
     raw = (b"\xef\xbb\xbf" if bom else b"") + (text + ("\n" if trailing else "")).encode()
-    shape = inputs._plain_shape_problem(raw)
+    shape = plain_csv._plain_shape_problem(raw)
     try:
-        inputs._parse_any_csv(raw, "response file r.csv")
+        records._parse_any_csv(raw, "response file r.csv")
     except InputError as error:
         refused = str(error)
     else:

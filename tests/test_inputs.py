@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 from bad_input_cases import CASES, PERTURBED_TF, BadInputCase, valid_files
 
-from tfbp_dask import inputs
 from tfbp_dask.errors import InputError
 from tfbp_dask.inputs import (
     ModelingData,
@@ -22,6 +21,7 @@ from tfbp_dask.inputs import (
     prepare_modeling_data,
     read_blacklist,
     read_table,
+    reading,
 )
 
 
@@ -291,7 +291,7 @@ def test_read_table_reads_the_wanted_columns_of_a_whole_checked_file(tmp_path: P
     plain = tmp_path / "plain.csv"
     plain.write_text("\n".join(lines) + "\n")
     whole = read_table(plain, "response")
-    with mock.patch.object(inputs, "_parse_any_csv", side_effect=AssertionError("record reader")):
+    with mock.patch.object(reading, "_parse_any_csv", side_effect=AssertionError("record reader")):
         some = read_table(plain, "response", ["B"])  # Arrow, although 9 columns hold text
     pd.testing.assert_frame_equal(some, whole[["B"]])
     assert some["B"].tolist() == [-float(row) for row in range(6)]
@@ -457,7 +457,8 @@ def test_a_bad_value_in_one_tfs_own_row_fails_only_the_other_tfs(
 def test_a_text_column_is_read_by_arrow_as_the_csv_reader_reads_it() -> None:
     """A column with a cell Arrow will not read as a number is read again as text, and
     converted cell by cell as the record-by-record path converts it: the same frame."""
-    from tfbp_dask.inputs import _parse_any_csv, _parse_plain_csv
+    from tfbp_dask.inputs.plain_csv import _parse_plain_csv
+    from tfbp_dask.inputs.records import _parse_any_csv
 
     rows = [f"g{row},{row}.5,{-row}e-3,{row % 7}" for row in range(50)]
     rows[20] = "g20,n.d.,1.0,2"  # text: the column keeps its text

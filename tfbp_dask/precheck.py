@@ -1,7 +1,7 @@
 """What the command line can refuse before pandas and Dask are imported.
 
 A ``--resume`` directory that holds no interrupted run is refused from its manifest alone
-(``interrupted_tf``). Checks of the tables' contents are not made here: ``inputs.py``
+(``interrupted_tf``). Checks of the tables' contents are not made here: ``tfbp_dask.inputs``
 reports a file's problems in one order (encoding, CSV structure, ids, then columns and
 values), and a check of the header line alone could name a later problem before an
 earlier one.

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import subprocess
 import sys
+from importlib import metadata
 from pathlib import Path
 from types import SimpleNamespace
 from unittest import mock
 
+import llvmlite.binding as llvm
 import numpy as np
 import pandas as pd
 import pytest
@@ -128,6 +131,25 @@ def test_full_run_writes_the_documented_layout(small_dataset, tmp_path):
     planted = {f"TF01:{partner}" for partner in data.planted["TF01"]}
     significant = set(ci.loc[ci["significant"], "term"])
     assert planted <= significant
+
+    # The reproducibility record, each value from its own source.
+    record = json.loads((run_dir / "input_data" / "data_summary.json").read_text())[
+        "reproducibility"
+    ]
+    typed = record["command_line"].split()
+    assert typed[:4] == ["python", "-m", "tfbp_dask", COMMAND]
+    assert typed[-2:] == ["--output_suffix", "_test"] and str(response) in typed
+    assert record["numba"] == metadata.version("numba")
+    assert record["llvmlite"] == metadata.version("llvmlite")
+    assert record["tfbp_dask"] == metadata.version("tfbp-dask")
+    assert record["python"] == platform.python_version()
+    target = record["machine"]["solver_cpu_target"]
+    assert target["cpu_name"] == llvm.get_host_cpu_name() and not target["fastmath"]
+    assert target["cpu_features"] == llvm.get_host_cpu_features().flatten()
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    assert f": {record['machine']['cpu_model']}" in cpuinfo
+    # An embedded cluster's worker processes run on this machine.
+    assert [m["cpu_model"] for m in record["worker_machines"]] == [record["machine"]["cpu_model"]]
     # The JSON files hold the significant terms' intervals and stage 4's table, value for value.
     for name, stage in (
         ("all_data_significant_98-0", "all_data"),

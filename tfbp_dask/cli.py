@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -459,6 +460,7 @@ def linear_perturbation_binding_modeling(
         tls_ca_file=tls_ca_file,
         tls_cert=tls_cert,
         tls_key=tls_key,
+        command_line=_command_line,
     ).validate()
     config.check_files()
     global _no_worker_processes
@@ -542,6 +544,15 @@ _console_handler: logging.Handler | None = None
 # True once the command is known to start no worker process of its own (a remote
 # cluster, or the gram engine's threads): then a bad input may end the process at once.
 _no_worker_processes = False
+_command_line: str | None = None  # as typed; set by main
+
+
+def typed_command(argv: list[str]) -> str:
+    """The command line as a shell would take it back (``python -m tfbp_dask`` or the script)."""
+    program = Path(argv[0]).name
+    if program == "__main__.py":
+        program = "python -m tfbp_dask"
+    return " ".join([program, *(shlex.quote(arg) for arg in argv[1:])])
 
 
 def _configure_console_logging(level_name: str) -> None:
@@ -576,6 +587,8 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry: one line on stderr and exit 2 for any bad option or input."""
+    global _command_line
+    _command_line = typed_command(sys.argv if argv is None else ["tfbp-dask", *argv])
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:

@@ -114,6 +114,8 @@ class WorkflowConfig:
     tls_ca_file: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: The command as typed (``data_summary.json``'s reproducibility record), not an option.
+    command_line: str | None = None
 
     def validate(self) -> WorkflowConfig:
         """Check every value; return self so calls can be chained."""
@@ -210,6 +212,7 @@ class WorkflowConfig:
     def options_record(self) -> dict[str, Any]:
         """Every option as plain JSON-ready values (for ``data_summary.json``)."""
         record = asdict(self)
+        del record["command_line"]  # recorded under "reproducibility", it changes nothing
         for key, value in record.items():
             if isinstance(value, Path):
                 record[key] = str(value)
@@ -222,7 +225,9 @@ class WorkflowConfig:
 #: Every option's default by field name: the command line and the SLURM driver take theirs
 #: from here, so that they cannot drift from the library's.
 DEFAULTS: dict[str, Any] = {
-    field.name: field.default for field in fields(WorkflowConfig) if field.default is not MISSING
+    field.name: field.default
+    for field in fields(WorkflowConfig)
+    if field.default is not MISSING and field.name != "command_line"
 }
 
 

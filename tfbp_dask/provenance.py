@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
+import os
 import platform
 import re
 import threading
+import weakref
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +41,8 @@ REPORTED_PACKAGES = (
     "dask",
     "distributed",
     "pyarrow",
+    "numba",
+    "llvmlite",
 )
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -163,6 +168,90 @@ def _package_versions() -> tuple[tuple[str, str], ...]:
     return tuple(versions.items())
 
 
+def machine_record() -> dict[str, Any]:
+    """This process's CPU, operating system and the CPU the compiled solver targets."""
+    return dict(_machine_record())
+
+
+@functools.cache
+def _machine_record() -> tuple[tuple[str, Any], ...]:
+    record: dict[str, Any] = {
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "platform": platform.platform(),
+    }
+    try:  # numba compiles the gram kernels for this CPU name and these features
+        import llvmlite.binding as llvm
+        from numba.core import config as numba_config
+
+        record["solver_cpu_target"] = {
+            "cpu_name": numba_config.CPU_NAME or llvm.get_host_cpu_name(),
+            "cpu_features": numba_config.CPU_FEATURES or llvm.get_host_cpu_features().flatten(),
+            "fastmath": False,
+        }
+    except ImportError:
+        record["solver_cpu_target"] = None
+    return tuple(record.items())
+
+
+def _cpu_model() -> str:
+    """The CPU's name as the kernel reports it (``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def reproducibility(config: WorkflowConfig, executor: Executor) -> dict[str, Any]:
+    """What reproducing the run needs besides its inputs and options.
+
+    The command as typed (None when the run came from Python), tfbp_dask's,
+    Python's, numba's and llvmlite's versions, the machine that wrote the run
+    (in a batch of whole-TF tasks, the worker that fitted it) and, for a
+    cluster, each worker machine's CPU (those fitted the chunks).
+    """
+    versions = package_versions()
+    return {
+        "command_line": config.command_line,
+        "tfbp_dask": versions.get("tfbp-dask"),
+        "python": versions["python"],
+        "python_implementation": platform.python_implementation(),
+        "numba": versions.get("numba"),
+        "llvmlite": versions.get("llvmlite"),
+        "machine": machine_record(),
+        "worker_machines": worker_machines(executor),
+    }
+
+
+def worker_machines(executor: Executor) -> list[dict[str, Any]] | None:
+    """Distinct CPU records of the cluster's workers with how many workers have each.
+
+    None where there is no cluster client (the fits ran in this process).
+    """
+    client = getattr(executor, "client", None)
+    if client is None:
+        return None
+    if client not in _WORKER_MACHINES:
+        try:
+            records = client.run(machine_record)
+        except Exception:  # a lost scheduler: the record says so rather than fail the run
+            return None
+        counts: dict[str, list[Any]] = {}
+        for record in records.values():
+            text = json.dumps(record, sort_keys=True)
+            counts.setdefault(text, [record, 0])[1] += 1
+        _WORKER_MACHINES[client] = [{**r, "workers": n} for r, n in counts.values()]
+    return _WORKER_MACHINES[client]
+
+
+# Asked once per client (a batch's TFs share one).
+_WORKER_MACHINES: weakref.WeakKeyDictionary[Any, list[dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
 def summary(
     config: WorkflowConfig, result: WorkflowResult, executor: Executor, wall: float
 ) -> dict[str, Any]:
@@ -213,6 +302,7 @@ def summary(
         "engine": config.engine,
         "cluster": executor.describe(),
         "packages": package_versions(),
+        "reproducibility": reproducibility(config, executor),
         "wall_seconds": {
             **{k: round(v, 3) for k, v in result.stage_seconds.items()},
             "total": round(wall, 3),

@@ -259,6 +259,7 @@ def build_configs(args: argparse.Namespace, tfs: Sequence[str]) -> list[Workflow
             no_input_parquet=args.no_input_parquet,
             engine=args.engine,
             chunk_size=args.chunk_size,
+            command_line=shlex.join(["python", *sys.argv]),
         )
         configs.append(config.validate())
     return configs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -411,5 +412,27 @@ def test_option_defaults_are_the_library_defaults(monkeypatch, tmp_path):
     main([COMMAND, "--response_file", str(response), "--predictors_file", str(predictors),
           "--perturbed_tf", PERTURBED_TF])  # fmt: skip
     # Only the required options given: every other value is WorkflowConfig's default.
+    # (and the command line as typed, which only the reproducibility record reads).
     expected = WorkflowConfig(response, predictors, perturbed_tf=PERTURBED_TF)
-    assert seen == [expected]
+    assert [dataclasses.replace(config, command_line=None) for config in seen] == [expected]
+    assert seen[0].command_line.split()[:2] == ["tfbp-dask", COMMAND]
+
+
+def test_help_lists_every_option_once_with_its_default_and_flags_without_a_placeholder(capsys):
+    import dataclasses as dc
+
+    from tfbp_dask.cli_options import COMMAND_OPTIONS, cli_fields
+
+    main([COMMAND, "--help"])
+    text = capsys.readouterr().out
+    assert "<bool>" not in text
+    # The option column: the first word of a row (after the required mark).
+    rows = [line[1:6].lstrip(" *") + line[6:] for line in text.splitlines()]
+    words = [row.split(" ")[0] for row in rows]
+    # Every field of WorkflowConfig the command line shows, and the command's own options.
+    for name in [field.name for field in cli_fields()] + list(COMMAND_OPTIONS):
+        flag = "--log-level,--log_level" if name == "log_level" else f"--{name}"
+        assert words.count(flag) == 1, flag
+    defaults = {f.name: f.default for f in dc.fields(WorkflowConfig)}
+    assert f"[default: {defaults['n_bootstraps']}]" in text
+    assert "[default: 0,8,12,np.inf]" in text

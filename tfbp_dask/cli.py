@@ -15,13 +15,14 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from typer.exceptions import TyperException
 
 from ._version import __version__
-from .config import DEFAULTS, OptionError, WorkflowConfig, format_bins, parse_bins, parse_names
+from .cli_options import COMMAND_OPTIONS, config_from_options, with_options
+from .config import OptionError, parse_names
 from .errors import ClusterUnavailable, InputError
 
 EXIT_BAD_INPUT = 2
@@ -42,15 +43,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-INPUT_FILES = "Input Files"
-INPUT_CONTROL = "Input Control"
-DATA_PROCESSING = "Data Processing"
-FEATURES = "Feature Engineering"
-BINNING = "Binning Options"
-MODEL = "Model Parameters"
-OUTPUT = "Output Control"
-SYSTEM = "System Options"
-
 
 def _show_version(value: bool) -> None:
     if value:
@@ -65,6 +57,7 @@ def _main_group(
         typer.Option(
             "--version",
             help="Print the version and exit.",
+            metavar="",  # a flag: no <bool> placeholder in --help
             callback=_show_version,
             is_eager=True,
         ),
@@ -74,393 +67,19 @@ def _main_group(
 
 
 @app.command("linear_perturbation_binding_modeling")
-def linear_perturbation_binding_modeling(
-    response_file: Annotated[
-        Path,
-        typer.Option(
-            "--response_file",
-            help="CSV/Parquet: feature ids, then expression columns; one named after the perturbed TF.",
-            rich_help_panel=INPUT_FILES,
-        ),
-    ],
-    predictors_file: Annotated[
-        Path,
-        typer.Option(
-            "--predictors_file",
-            help="CSV/Parquet: feature ids, then one binding column per TF.",
-            rich_help_panel=INPUT_FILES,
-        ),
-    ],
-    perturbed_tf: Annotated[
-        str | None,
-        typer.Option(
-            "--perturbed_tf",
-            help="The perturbed TF: a column of both files (case-sensitive); a comma list, or 'all', runs a batch.",
-            rich_help_panel=INPUT_FILES,
-        ),
-    ] = None,
-    perturbed_tfs_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--perturbed_tfs_file",
-            help="Batch: a file with one perturbed TF per line.",
-            rich_help_panel=INPUT_FILES,
-        ),
-    ] = None,
-    blacklist_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--blacklist_file",
-            help="Feature ids to exclude, one per line.",
-            rich_help_panel=INPUT_CONTROL,
-        ),
-    ] = DEFAULTS["blacklist_file"],
-    n_bootstraps: Annotated[
-        int,
-        typer.Option(
-            "--n_bootstraps", help="Bootstrap samples per stage.", rich_help_panel=INPUT_CONTROL
-        ),
-    ] = DEFAULTS["n_bootstraps"],
-    random_state: Annotated[
-        int | None,
-        typer.Option(
-            "--random_state",
-            help="Seed of the bootstrap draws (top-N uses seed + 10); drawn and recorded when absent.",
-            rich_help_panel=INPUT_CONTROL,
-        ),
-    ] = DEFAULTS["random_state"],
-    top_n: Annotated[
-        int,
-        typer.Option(
-            "--top_n",
-            help="Features (strongest pTF binding) kept for the second round.",
-            rich_help_panel=INPUT_CONTROL,
-        ),
-    ] = DEFAULTS["top_n"],
-    normalize_sample_weights: Annotated[
-        bool,
-        typer.Option(
-            "--normalize_sample_weights",
-            help="Normalise bootstrap weights to sum to 1.",
-            rich_help_panel=DATA_PROCESSING,
-        ),
-    ] = DEFAULTS["normalize_sample_weights"],
-    scale_by_std: Annotated[
-        bool,
-        typer.Option(
-            "--scale_by_std",
-            help="Divide design columns by their standard deviation (no centring).",
-            rich_help_panel=DATA_PROCESSING,
-        ),
-    ] = DEFAULTS["scale_by_std"],
-    row_max: Annotated[
-        bool,
-        typer.Option(
-            "--row_max",
-            help="Add the row maximum binding as a predictor (all-data stage).",
-            rich_help_panel=FEATURES,
-        ),
-    ] = DEFAULTS["row_max"],
-    squared_pTF: Annotated[
-        bool,
-        typer.Option(
-            "--squared_pTF", help="Add the squared pTF binding term.", rich_help_panel=FEATURES
-        ),
-    ] = DEFAULTS["squared_pTF"],
-    cubic_pTF: Annotated[
-        bool,
-        typer.Option(
-            "--cubic_pTF", help="Add the cubed pTF binding term.", rich_help_panel=FEATURES
-        ),
-    ] = DEFAULTS["cubic_pTF"],
-    ptf_main_effect: Annotated[
-        bool,
-        typer.Option(
-            "--ptf_main_effect",
-            help="Add the pTF binding as a main effect.",
-            rich_help_panel=FEATURES,
-        ),
-    ] = DEFAULTS["ptf_main_effect"],
-    exclude_interactor_variables: Annotated[
-        str | None,
-        typer.Option(
-            "--exclude_interactor_variables",
-            help="Comma list of variables without an interaction term, or exclude_all.",
-            rich_help_panel=FEATURES,
-        ),
-    ] = None,
-    add_model_variables: Annotated[
-        str | None,
-        typer.Option(
-            "--add_model_variables",
-            help="Comma list of predictor columns added as main effects.",
-            rich_help_panel=FEATURES,
-        ),
-    ] = None,
-    bins: Annotated[
-        str,
-        typer.Option(
-            "--bins",
-            help="Comma-separated rank bin edges for stratified folds.",
-            rich_help_panel=BINNING,
-        ),
-    ] = format_bins(DEFAULTS["bins"]),
-    all_data_ci_level: Annotated[
-        float,
-        typer.Option(
-            "--all_data_ci_level",
-            help="CI level (%) for significance in the all-data stage.",
-            rich_help_panel=MODEL,
-        ),
-    ] = DEFAULTS["all_data_ci_level"],
-    topn_ci_level: Annotated[
-        float,
-        typer.Option(
-            "--topn_ci_level",
-            help="CI level (%) for significance in the top-N stage.",
-            rich_help_panel=MODEL,
-        ),
-    ] = DEFAULTS["topn_ci_level"],
-    max_iter: Annotated[
-        int,
-        typer.Option(
-            "--max_iter",
-            help=(
-                "Cap of every lasso path: coordinate-descent sweeps per alpha (engine "
-                "sklearn; gram up to 50 terms), homotopy steps (a term entering or leaving) "
-                "per path (gram above 50 terms). Fits that reach it are counted "
-                "(max_iter_reached in model_statistics, data_summary.json) and warned about."
-            ),
-            rich_help_panel=MODEL,
-        ),
-    ] = DEFAULTS["max_iter"],
-    iterative_dropout: Annotated[
-        bool,
-        typer.Option(
-            "--iterative_dropout",
-            help="Drop non-significant terms in rounds at a rising CI level.",
-            rich_help_panel=MODEL,
-        ),
-    ] = DEFAULTS["iterative_dropout"],
-    stabilization_ci_start: Annotated[
-        float,
-        typer.Option(
-            "--stabilization_ci_start",
-            help="First CI level of iterative dropout.",
-            rich_help_panel=MODEL,
-        ),
-    ] = DEFAULTS["stabilization_ci_start"],
-    stabilization_ci_step: Annotated[
-        float,
-        typer.Option(
-            "--stabilization_ci_step",
-            help="CI level added per iterative-dropout round.",
-            rich_help_panel=MODEL,
-        ),
-    ] = DEFAULTS["stabilization_ci_step"],
-    stage4_lasso: Annotated[
-        bool,
-        typer.Option(
-            "--stage4_lasso",
-            help="LassoCV-based interactor test (default: least squares).",
-            rich_help_panel=MODEL,
-        ),
-    ] = DEFAULTS["stage4_lasso"],
-    stage4_topn: Annotated[
-        bool,
-        typer.Option(
-            "--stage4_topn",
-            help="Run the interactor test on the top-N features.",
-            rich_help_panel=MODEL,
-        ),
-    ] = DEFAULTS["stage4_topn"],
-    output_dir: Annotated[
-        Path,
-        typer.Option(
-            "--output_dir", help="Base directory of run directories.", rich_help_panel=OUTPUT
-        ),
-    ] = DEFAULTS["output_dir"],
-    output_suffix: Annotated[
-        str,
-        typer.Option(
-            "--output_suffix",
-            help="Appended to the perturbed TF in the run directory name.",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = DEFAULTS["output_suffix"],
-    no_input_parquet: Annotated[
-        bool,
-        typer.Option(
-            "--no_input_parquet",
-            help="Write input_data/ as CSV only: no Parquet twins of the processed inputs and "
-            "bootstrap draws (about 38 instead of 55 MB per TF at 1000 bootstraps x 6000 "
-            "features; results keep theirs).",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = DEFAULTS["no_input_parquet"],
-    batch_figures: Annotated[
-        bool,
-        typer.Option(
-            "--batch_figures",
-            help="Batch: draw each TF's diagnostic and interaction figures too (a single "
-            "run always draws them; a batch draws its cross-TF heatmap either way).",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = DEFAULTS["batch_figures"],
-    n_cpus: Annotated[
-        int,
-        typer.Option(
-            "--n_cpus",
-            help="Workers of the embedded Dask cluster: threads of this process for the "
-            "gram engine, processes for sklearn.",
-            rich_help_panel=SYSTEM,
-        ),
-    ] = DEFAULTS["n_cpus"],
-    dashboard: Annotated[
-        bool,
-        typer.Option(
-            "--dashboard",
-            help="Serve the embedded cluster's Dask dashboard on 127.0.0.1 (port 8787 or a free one).",
-            rich_help_panel=SYSTEM,
-        ),
-    ] = DEFAULTS["dashboard"],
-    engine: Annotated[
-        str,
-        typer.Option(
-            "--engine",
-            help="Fitting engine: gram (compiled solvers on fold Grams, default) or sklearn (one LassoCV per bootstrap, the reference).",
-            rich_help_panel=SYSTEM,
-        ),
-    ] = DEFAULTS["engine"],
-    chunk_size: Annotated[
-        int | None,
-        typer.Option(
-            "--chunk_size",
-            help="Bootstraps per Dask task (default: about 4 tasks per worker, 10-50 each).",
-            rich_help_panel=SYSTEM,
-        ),
-    ] = DEFAULTS["chunk_size"],
-    scheduler_address: Annotated[
-        str | None,
-        typer.Option(
-            "--scheduler_address",
-            help="tcp://HOST:PORT or tls://HOST:PORT of a running Dask scheduler, instead of a local cluster.",
-            rich_help_panel=SYSTEM,
-        ),
-    ] = DEFAULTS["scheduler_address"],
-    connect_timeout: Annotated[
-        float,
-        typer.Option(
-            "--connect_timeout",
-            help="Seconds to wait for --scheduler_address and its first worker.",
-            rich_help_panel=SYSTEM,
-        ),
-    ] = DEFAULTS["connect_timeout"],
-    tls_ca_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--tls_ca_file",
-            help="tls:// scheduler: the cluster's CA certificate (default: Dask config distributed.comm.tls.ca-file).",
-            rich_help_panel=SYSTEM,
-        ),
-    ] = DEFAULTS["tls_ca_file"],
-    tls_cert: Annotated[
-        Path | None,
-        typer.Option(
-            "--tls_cert",
-            help="tls:// scheduler: this client's certificate (default: distributed.comm.tls.client.cert).",
-            rich_help_panel=SYSTEM,
-        ),
-    ] = DEFAULTS["tls_cert"],
-    tls_key: Annotated[
-        Path | None,
-        typer.Option(
-            "--tls_key",
-            help="tls:// scheduler: this client's private key (default: distributed.comm.tls.client.key).",
-            rich_help_panel=SYSTEM,
-        ),
-    ] = DEFAULTS["tls_key"],
-    batch_tasks: Annotated[
-        str,
-        typer.Option(
-            "--batch_tasks",
-            help="Batch: per_tf (a TF's whole run is one task on a worker), per_chunk (this "
-            "process runs each TF and sends its chunks of bootstraps), or auto: per_tf when "
-            "there are at least as many TFs as worker threads and the workers see --output_dir.",
-            rich_help_panel=SYSTEM,
-        ),
-    ] = DEFAULTS["batch_tasks"],
-    max_concurrent_tfs: Annotated[
-        int | None,
-        typer.Option(
-            "--max_concurrent_tfs",
-            help="Batch: TFs in flight at once (default: 2 per worker).",
-            rich_help_panel=SYSTEM,
-        ),
-    ] = None,
-    resume: Annotated[
-        Path | None,
-        typer.Option(
-            "--resume",
-            help="Finish an interrupted run: its .partial directory; for a batch, the batch's output directory (same inputs and options).",
-            rich_help_panel=OUTPUT,
-        ),
-    ] = None,
-    log_level: Annotated[
-        str,
-        typer.Option(
-            "--log-level",
-            "--log_level",
-            help="DEBUG, INFO, WARNING or ERROR.",
-            rich_help_panel=SYSTEM,
-        ),
-    ] = "INFO",
-) -> None:
+@with_options
+def linear_perturbation_binding_modeling(**given: Any) -> None:
     """Run the four-stage bootstrap LassoCV workflow for one perturbed TF (or a batch)."""
-    _configure_console_logging(log_level)
+    command = {name: given.pop(name) for name in COMMAND_OPTIONS}
+    perturbed_tf, perturbed_tfs_file, resume = (
+        command["perturbed_tf"], command["perturbed_tfs_file"], command["resume"]
+    )  # fmt: skip
+    _configure_console_logging(command["log_level"])
     if resume is not None and perturbed_tf is None and perturbed_tfs_file is None:
         perturbed_tf = _interrupted_tf(resume)
     tfs = _perturbed_tfs(perturbed_tf, perturbed_tfs_file)
-    config = WorkflowConfig(
-        response_file=response_file,
-        predictors_file=predictors_file,
-        perturbed_tf=tfs[0] if tfs else "",
-        blacklist_file=blacklist_file,
-        n_bootstraps=n_bootstraps,
-        random_state=random_state,
-        top_n=top_n,
-        normalize_sample_weights=normalize_sample_weights,
-        scale_by_std=scale_by_std,
-        row_max=row_max,
-        squared_pTF=squared_pTF,
-        cubic_pTF=cubic_pTF,
-        ptf_main_effect=ptf_main_effect,
-        exclude_interactor_variables=parse_names(exclude_interactor_variables),
-        add_model_variables=parse_names(add_model_variables),
-        bins=parse_bins(bins),
-        all_data_ci_level=all_data_ci_level,
-        topn_ci_level=topn_ci_level,
-        max_iter=max_iter,
-        iterative_dropout=iterative_dropout,
-        stabilization_ci_start=stabilization_ci_start,
-        stabilization_ci_step=stabilization_ci_step,
-        stage4_lasso=stage4_lasso,
-        stage4_topn=stage4_topn,
-        output_dir=output_dir,
-        output_suffix=output_suffix,
-        no_input_parquet=no_input_parquet,
-        batch_figures=batch_figures,
-        batch_tasks=batch_tasks,
-        n_cpus=n_cpus,
-        dashboard=dashboard,
-        engine=engine,
-        chunk_size=chunk_size,
-        scheduler_address=scheduler_address,
-        connect_timeout=connect_timeout,
-        tls_ca_file=tls_ca_file,
-        tls_cert=tls_cert,
-        tls_key=tls_key,
-        command_line=_command_line,
+    config = config_from_options(
+        given, perturbed_tf=tfs[0] if tfs else "", command_line=_command_line
     ).validate()
     config.check_files()
     global _no_worker_processes
@@ -473,10 +92,11 @@ def linear_perturbation_binding_modeling(
 
     tables = InputCache()  # read once, for the list of TFs and for the batch
     if tfs == [ALL_TFS]:
-        tfs = available_tfs(response_file, predictors_file, tables)
+        tfs = available_tfs(config.response_file, config.predictors_file, tables)
         if not tfs:
             raise InputError(
-                f"--perturbed_tf all: no column is shared by {response_file} and {predictors_file}"
+                f"--perturbed_tf all: no column is shared by {config.response_file} and "
+                f"{config.predictors_file}"
             )
     batch = len(tfs) != 1 or perturbed_tfs_file is not None
     if resume is not None and batch:
@@ -497,7 +117,7 @@ def linear_perturbation_binding_modeling(
             configs,
             progress=display.update,
             tfs_progress=display.update_tfs,
-            max_concurrent_tfs=max_concurrent_tfs,
+            max_concurrent_tfs=command["max_concurrent_tfs"],
             resume_batch=resume is not None,
             cache=tables,
         )
@@ -592,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        status = app(args=argv, standalone_mode=False, prog_name="tfbp-dask")
+        status = _command().main(args=argv, standalone_mode=False, prog_name="tfbp-dask")
     except (OptionError, InputError, ClusterUnavailable) as error:
         _fail(str(error), EXIT_BAD_INPUT)
     except (typer.Abort, KeyboardInterrupt):
@@ -606,6 +226,26 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"run failed: {type(error).__name__}: {error}", EXIT_FAILED)
     if isinstance(status, int) and status != 0:
         sys.exit(status)
+
+
+def _command() -> Any:
+    """The click command typer builds from ``app``, its ``--help`` flags without ``<bool>``."""
+    group = typer.main.get_command(app)
+    for command in [group, *getattr(group, "commands", {}).values()]:
+        _plain_help_flag(command)
+    return group
+
+
+def _plain_help_flag(command: Any) -> None:
+    make_help_option = command.get_help_option
+
+    def get_help_option(ctx: Any) -> Any:
+        option = make_help_option(ctx)
+        if option is not None:
+            option.metavar = ""
+        return option
+
+    command.get_help_option = get_help_option
 
 
 def entry() -> None:

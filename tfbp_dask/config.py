@@ -8,7 +8,8 @@ turn the command line's comma lists into values.
 from __future__ import annotations
 
 import math
-from dataclasses import MISSING, asdict, dataclass, fields
+from collections.abc import Callable
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,40 @@ def parse_names(text: str | None) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+# The sections of ``--help``, as in the user's document of the command.
+INPUT_FILES = "Input Files"
+INPUT_CONTROL = "Input Control"
+DATA_PROCESSING = "Data Processing"
+FEATURES = "Feature Engineering"
+BINNING = "Binning Options"
+MODEL = "Model Parameters"
+OUTPUT = "Output Control"
+SYSTEM = "System Options"
+REQUIRED = MISSING
+
+
+def option(
+    default: Any,
+    help: str,
+    panel: str | None,
+    *,
+    parse: Callable[[str], Any] | None = None,
+    spell: Callable[[Any], str] | None = None,
+) -> Any:
+    """A field of ``WorkflowConfig`` that is a command-line option ``--{name}``.
+
+    ``help`` and ``panel`` (the section of ``--help``; None: the command line declares the
+    option itself) are what the command line shows; ``parse`` turns the typed text into
+    the value (comma lists) and ``spell`` the default into that text.
+    """
+    metadata = {"cli": panel is not None, "help": help, "panel": panel}
+    if parse is not None:
+        metadata.update(parse=parse, spell=spell)
+    if default is MISSING:
+        return field(metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
 @dataclass(frozen=True)
 class WorkflowConfig:
     """All the options of one TF's run (see the command's documentation for each).
@@ -76,46 +111,140 @@ class WorkflowConfig:
     with one line naming the option when a value is out of range.
     """
 
-    response_file: Path
-    predictors_file: Path
-    perturbed_tf: str
-    blacklist_file: Path | None = None
-    n_bootstraps: int = 1000
-    random_state: int | None = None
-    top_n: int = 600
-    normalize_sample_weights: bool = False
-    scale_by_std: bool = False
-    row_max: bool = False
-    squared_pTF: bool = False
-    cubic_pTF: bool = False
-    ptf_main_effect: bool = False
-    exclude_interactor_variables: tuple[str, ...] = ()
-    add_model_variables: tuple[str, ...] = ()
-    bins: tuple[float, ...] = DEFAULT_BINS
-    all_data_ci_level: float = 98.0
-    topn_ci_level: float = 90.0
-    max_iter: int = 10000
-    iterative_dropout: bool = False
-    stabilization_ci_start: float = 50.0
-    stabilization_ci_step: float = 2.0
-    stage4_lasso: bool = False
-    stage4_topn: bool = False
-    output_dir: Path = DEFAULT_OUTPUT_DIR
-    output_suffix: str = ""
-    no_input_parquet: bool = False
-    batch_figures: bool = False
-    batch_tasks: str = "auto"
-    n_cpus: int = 4
-    dashboard: bool = False
-    engine: str = "gram"
-    chunk_size: int | None = None
-    scheduler_address: str | None = None
-    connect_timeout: float = 20.0
-    tls_ca_file: Path | None = None
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
+    # Each option: its default, its help (``--help`` and the README say the same), its
+    # section of the user's document. The command line is built from these fields.
+    response_file: Path = option(
+        REQUIRED,
+        "CSV/Parquet: gene ids, then expression columns; one named after the perturbed TF.",
+        INPUT_FILES,
+    )
+    predictors_file: Path = option(
+        REQUIRED, "CSV/Parquet: gene ids, then one binding column per TF.", INPUT_FILES
+    )
+    perturbed_tf: str = option(REQUIRED, "The perturbed TF: a column of both files.", None)
+    blacklist_file: Path | None = option(None, "Gene ids to exclude, one per line.", INPUT_CONTROL)
+    n_bootstraps: int = option(1000, "Bootstrap samples per stage.", INPUT_CONTROL)
+    random_state: int | None = option(
+        None,
+        "Seed of the bootstrap draws (top-N uses seed + 10); drawn and recorded when absent.",
+        INPUT_CONTROL,
+    )
+    top_n: int = option(
+        600, "Genes (strongest pTF binding) kept for the second round.", INPUT_CONTROL
+    )
+    normalize_sample_weights: bool = option(
+        False, "Normalise bootstrap weights to sum to 1.", DATA_PROCESSING
+    )
+    scale_by_std: bool = option(
+        False, "Divide design columns by their standard deviation (no centring).", DATA_PROCESSING
+    )
+    row_max: bool = option(
+        False, "Add the row maximum binding as a predictor (all-data stage).", FEATURES
+    )
+    squared_pTF: bool = option(False, "Add the squared pTF binding term.", FEATURES)
+    cubic_pTF: bool = option(False, "Add the cubed pTF binding term.", FEATURES)
+    ptf_main_effect: bool = option(False, "Add the pTF binding as a main effect.", FEATURES)
+    exclude_interactor_variables: tuple[str, ...] = option(
+        (),
+        "Comma list of variables without an interaction term, or exclude_all.",
+        FEATURES,
+        parse=parse_names,
+    )
+    add_model_variables: tuple[str, ...] = option(
+        (), "Comma list of predictor columns added as main effects.", FEATURES, parse=parse_names
+    )
+    bins: tuple[float, ...] = option(
+        DEFAULT_BINS,
+        "Comma-separated rank bin edges for stratified folds.",
+        BINNING,
+        parse=parse_bins,
+        spell=lambda bins: format_bins(bins),
+    )
+    all_data_ci_level: float = option(
+        98.0, "CI level (%) for significance in the all-data stage.", MODEL
+    )
+    topn_ci_level: float = option(90.0, "CI level (%) for significance in the top-N stage.", MODEL)
+    max_iter: int = option(
+        10000,
+        "Most iterations of one lasso fit; fits that reach it are counted (max_iter_reached "
+        "in model_statistics, data_summary.json) and warned about.",
+        MODEL,
+    )
+    iterative_dropout: bool = option(
+        False, "Drop non-significant terms in rounds at a rising CI level.", MODEL
+    )
+    stabilization_ci_start: float = option(50.0, "First CI level of iterative dropout.", MODEL)
+    stabilization_ci_step: float = option(2.0, "CI level added per iterative-dropout round.", MODEL)
+    stage4_lasso: bool = option(
+        False, "LassoCV-based interactor test (default: least squares).", MODEL
+    )
+    stage4_topn: bool = option(False, "Run the interactor test on the top-N genes.", MODEL)
+    output_dir: Path = option(DEFAULT_OUTPUT_DIR, "Base directory of run directories.", OUTPUT)
+    output_suffix: str = option(
+        "", "Appended to the perturbed TF in the run directory name.", OUTPUT
+    )
+    no_input_parquet: bool = option(
+        False,
+        "Write input_data/ as CSV only: no Parquet copies of the processed inputs and "
+        "bootstrap draws (about 38 instead of 55 MB per TF at 1000 bootstraps x 6000 "
+        "genes; results keep theirs).",
+        OUTPUT,
+    )
+    batch_figures: bool = option(
+        False,
+        "Batch: draw each TF's diagnostic and interaction figures too (a single run always "
+        "draws them; a batch draws its cross-TF heatmap either way).",
+        OUTPUT,
+    )
+    batch_tasks: str = option(
+        "auto",
+        "Batch: per_tf (a TF's whole run is one task on a worker), per_chunk (this process "
+        "runs each TF and sends its chunks of bootstraps), or auto: per_tf when there are "
+        "at least as many TFs as worker threads and the workers see --output_dir.",
+        SYSTEM,
+    )
+    n_cpus: int = option(4, "Workers of the embedded Dask cluster (one thread each).", SYSTEM)
+    dashboard: bool = option(
+        False,
+        "Serve the embedded cluster's Dask dashboard on 127.0.0.1 (port 8787 or a free one).",
+        SYSTEM,
+    )
+    engine: str = option(
+        "gram",
+        "Fitting engine: gram (fast compiled solvers, default) or sklearn (one scikit-learn "
+        "LassoCV per bootstrap, the reference).",
+        SYSTEM,
+    )
+    chunk_size: int | None = option(
+        None, "Bootstraps per Dask task (default: about 4 tasks per worker, 10-50 each).", SYSTEM
+    )
+    scheduler_address: str | None = option(
+        None,
+        "tcp://HOST:PORT or tls://HOST:PORT of a running Dask scheduler, instead of a local "
+        "cluster.",
+        SYSTEM,
+    )
+    connect_timeout: float = option(
+        20.0, "Seconds to wait for --scheduler_address and its first worker.", SYSTEM
+    )
+    tls_ca_file: Path | None = option(
+        None,
+        "tls:// scheduler: the cluster's CA certificate (default: Dask config "
+        "distributed.comm.tls.ca-file).",
+        SYSTEM,
+    )
+    tls_cert: Path | None = option(
+        None,
+        "tls:// scheduler: this client's certificate (default: distributed.comm.tls.client.cert).",
+        SYSTEM,
+    )
+    tls_key: Path | None = option(
+        None,
+        "tls:// scheduler: this client's private key (default: distributed.comm.tls.client.key).",
+        SYSTEM,
+    )
     #: The command as typed (``data_summary.json``'s reproducibility record), not an option.
-    command_line: str | None = None
+    command_line: str | None = field(default=None, metadata={"cli": False})
 
     def validate(self) -> WorkflowConfig:
         """Check every value; return self so calls can be chained."""

@@ -80,7 +80,7 @@ def _typed(frame: pd.DataFrame, floats: bool) -> pd.DataFrame:
         elif name in _BATCH_TYPES and "status" in frame.columns:
             types[name] = _BATCH_TYPES[name]
         elif name in _TEXT:
-            frame[name] = frame[name].fillna("")
+            frame[name] = _text(frame[name])
             types[name] = "str"
         elif name in _FLOAT or (floats and name != "bootstrap"):
             types[name] = "float64"
@@ -88,8 +88,13 @@ def _typed(frame: pd.DataFrame, floats: bool) -> pd.DataFrame:
             types[name] = "int64"
     for name, kind in types.items():
         if kind == "string":
-            frame[name] = frame[name].fillna("")
+            frame[name] = _text(frame[name])
     return frame.astype(types)
+
+
+def _text(column: pd.Series) -> pd.Series:
+    """Empty cells as ``""`` (a CSV column of empty cells alone reads as floats)."""
+    return column.astype(object).where(column.notna(), "")
 
 
 def _read_json(path: Path) -> Any:

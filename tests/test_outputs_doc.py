@@ -217,3 +217,14 @@ def test_every_file_and_column_of_a_batch_is_documented(doc, written):
     assert any("_input_data/bootstrap_indices_" in name for name in checked)
     for run_dir in batch_runs:
         _check_files(run_dir, doc["run"])
+
+
+def test_a_column_missing_from_the_doc_fails_the_check(written):
+    run_dirs, _, _ = written
+    text = DOC.read_text(encoding="utf-8")
+    row = next(line for line in text.splitlines() if line.startswith("| `cv_mse` |"))
+    with pytest.raises(AssertionError, match="cv_mse"):
+        _check_files(run_dirs[0], parse_doc(text.replace(row + "\n", ""))["run"])
+    key = next(line for line in text.splitlines() if line.startswith("| `seed_source` |"))
+    with pytest.raises(AssertionError, match="seed_source"):
+        _check_files(run_dirs[0], parse_doc(text.replace(key + "\n", ""))["run"])

@@ -257,3 +257,20 @@ def test_read_batch_reads_the_tables_and_its_runs_lazily(
     assert _listing(tmp_path) == before
     with pytest.raises(InputError, match="no batch_"):
         read_batch(tmp_path)
+
+
+def test_a_run_that_stopped_early_reads_and_summarizes(
+    tiny_dataset, tmp_path, client_two_workers, capsys
+):
+    """Too few top-N rows: the run stops after stage 1 and has no top-N tables."""
+    config = _config(tiny_dataset, tmp_path, top_n=3)
+    outcome = run(config, client=client_two_workers)
+    assert outcome.outcome.startswith("stopped at stage 2")
+    result = read_run(outcome.run_dir)
+    assert set(result.stages) == {"all_data"} and result.interactors is None
+    assert result.outcome == outcome.outcome
+    with pytest.raises(InputError, match="'topn' did not run"):
+        result.significant("topn", 90.0)
+    main(["summarize", str(outcome.run_dir)])
+    printed = capsys.readouterr().out
+    assert "stopped at stage 2" in printed and "topn" not in printed

@@ -101,6 +101,21 @@ def test_without_parquet_twins_the_csvs_give_the_same_frames(finished, tmp_path)
     assert csvs.summary == twins.summary
 
 
+def test_draws_are_those_of_the_seed_from_either_file(finished, tmp_path):
+    config, run_dir = finished
+    draws = read_run(run_dir).draws()
+    n = read_run(run_dir).stage("all_data").bootstrap_coefficients.shape[0]
+    n_rows = read_run(run_dir).summary["feature_counts"]["modeled"]
+    assert draws.shape == (n, n_rows)
+    stream = np.random.RandomState(config.random_state)  # SPEC §5, one stream in order
+    expected = np.vstack([stream.randint(0, n_rows, size=n_rows) for _ in range(n)])
+    np.testing.assert_array_equal(draws, expected)
+    copy = tmp_path / run_dir.name
+    shutil.copytree(run_dir, copy)
+    (copy / "input_data" / "bootstrap_indices.parquet").unlink()
+    np.testing.assert_array_equal(read_run(copy).draws(), draws)
+
+
 def test_stored_intervals_are_numpy_percentiles_of_the_bootstraps(finished):
     """Checked without tfbp_dask's functions: sorted values, linear interpolation."""
     _, run_dir = finished

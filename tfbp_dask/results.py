@@ -66,7 +66,8 @@ def read_table(path_without_suffix: Path, floats: bool = False) -> pd.DataFrame:
     if parquet.is_file():
         frame = pd.read_parquet(parquet)
     elif csv.is_file():
-        frame = pd.read_csv(csv, keep_default_na=False, na_values=["", "nan", "NaN"])
+        text = dict.fromkeys(_TEXT, "str")  # ids such as 0001 stay as written
+        frame = pd.read_csv(csv, dtype=text, keep_default_na=False, na_values=["", "nan", "NaN"])
     else:
         raise InputError(f"{csv}: is missing (and so is its Parquet twin)")
     return _typed(frame, floats)
@@ -194,8 +195,22 @@ class RunResult:
 
     def table(self, relative: str | Path) -> pd.DataFrame:
         """Any table of the directory by its path without suffix, e.g.
-        ``input_data/processed_response``."""
+        ``input_data/processed_response`` (the draws: ``draws``)."""
         return read_table(self.path / relative)
+
+    def draws(self) -> np.ndarray:
+        """The stage-1 draws, (n_bootstraps, n_rows) row positions into the processed inputs.
+
+        From ``input_data/bootstrap_indices``: its Parquet twin (one list per bootstrap),
+        else its CSV (one column per draw).
+        """
+        stem = self.path / "input_data" / "bootstrap_indices"
+        parquet = stem.with_name(stem.name + ".parquet")
+        if parquet.is_file():
+            lists = pd.read_parquet(parquet, columns=["draws"])["draws"]
+            return np.vstack([np.asarray(d, dtype=np.int64) for d in lists])
+        frame = read_table(stem)
+        return frame.drop(columns="bootstrap").to_numpy(dtype=np.int64)
 
 
 def read_run(path: str | Path) -> RunResult:

@@ -289,3 +289,25 @@ def test_a_run_that_stopped_early_reads_and_summarizes(
     main(["summarize", str(outcome.run_dir)])
     printed = capsys.readouterr().out
     assert "stopped at stage 2" in printed and "topn" not in printed
+
+
+def test_csv_alone_keeps_ids_and_column_types(tmp_path):
+    """Ids that look like numbers, columns named like text columns, empty text cells."""
+    from tfbp_dask.outputs import write_table
+    from tfbp_dask.results import read_table
+
+    tables = {
+        "processed": pd.DataFrame({"feature": ["0001", "NA", "G3"], "status": [1.0, 2.0, 3.5]}),
+        "coefficients": pd.DataFrame({"bootstrap": [0, 1], "term": [0.0, 1.5], "NA": [2.0, 0]}),
+        "comparison": pd.DataFrame(
+            {"model": ["a", "b"], "interactor": ["", ""], "fold": [0, 1], "r2": [0.5, np.nan]}
+        ),
+    }
+    for name, frame in tables.items():
+        write_table(frame, tmp_path / name)
+        floats = name == "coefficients"
+        from_twin = read_table(tmp_path / name, floats)
+        (tmp_path / f"{name}.parquet").unlink()
+        pd.testing.assert_frame_equal(read_table(tmp_path / name, floats), from_twin)
+    assert list(from_twin["interactor"]) == ["", ""]
+    assert list(read_table(tmp_path / "processed")["feature"]) == ["0001", "NA", "G3"]

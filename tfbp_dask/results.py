@@ -58,7 +58,9 @@ _BATCH_TYPES = {"n_significant_all_data": "Int64", "n_significant_topn": "Int64"
 def read_table(path_without_suffix: Path, floats: bool = False) -> pd.DataFrame:
     """One table of a run or batch: its Parquet twin, else its CSV, as the same frame.
 
-    ``floats``: every column other than ``bootstrap`` is a float (a coefficient table).
+    ``floats``: every column but the first is a float (``bootstrap_coefficients``); so
+    is every column of a table whose first column is ``feature`` (the processed inputs)
+    but that one, whatever the columns are called.
     """
     stem = Path(path_without_suffix)
     parquet = stem.with_name(stem.name + ".parquet")
@@ -66,29 +68,40 @@ def read_table(path_without_suffix: Path, floats: bool = False) -> pd.DataFrame:
     if parquet.is_file():
         frame = pd.read_parquet(parquet)
     elif csv.is_file():
-        text = dict.fromkeys(_TEXT, "str")  # ids such as 0001 stay as written
-        frame = pd.read_csv(csv, dtype=text, keep_default_na=False, na_values=["", "nan", "NaN"])
+        header = [str(c) for c in pd.read_csv(csv, nrows=0).columns]
+        floats = floats or header[:1] == ["feature"]
+        text = header[:1] if floats else [c for c in header if c in _TEXT]
+        frame = pd.read_csv(  # ids such as 0001 stay as written
+            csv,
+            dtype=dict.fromkeys(text, "str"),
+            keep_default_na=False,
+            na_values=["", "nan", "NaN"],
+        )
     else:
         raise InputError(f"{csv}: is missing (and so is its Parquet twin)")
-    return _typed(frame, floats)
+    return _typed(frame, floats or [str(c) for c in frame.columns[:1]] == ["feature"])
 
 
 def _typed(frame: pd.DataFrame, floats: bool) -> pd.DataFrame:
     types: dict[str, Any] = {}
+    first = frame.columns[0] if len(frame.columns) else None
     for name, dtype in frame.dtypes.items():
-        if name in INTERACTION_TYPES and "partner" in frame.columns:
+        if floats:
+            types[name] = "str" if name == first and name == "feature" else "float64"
+            if name == first and name == "bootstrap":
+                types[name] = "int64"
+        elif name in INTERACTION_TYPES and "partner" in frame.columns:
             types[name] = INTERACTION_TYPES[name]
         elif name in _BATCH_TYPES and "status" in frame.columns:
             types[name] = _BATCH_TYPES[name]
         elif name in _TEXT:
-            frame[name] = _text(frame[name])
             types[name] = "str"
-        elif name in _FLOAT or (floats and name != "bootstrap"):
+        elif name in _FLOAT:
             types[name] = "float64"
         elif isinstance(dtype, np.dtype) and dtype.kind in "iu":
             types[name] = "int64"
     for name, kind in types.items():
-        if kind == "string":
+        if kind in ("str", "string"):
             frame[name] = _text(frame[name])
     return frame.astype(types)
 

@@ -1,7 +1,8 @@
 """tfbp_dask: transcription-factor binding vs. perturbation-response modelling on Dask.
 
 Public API: ``WorkflowConfig``, ``run(config, client=None)`` and the result
-objects. Driver scripts that start a local cluster need the
+objects; ``read_run(path)`` and ``read_batch(output_dir)`` read finished runs and
+batches back. Driver scripts that start a local cluster need the
 ``if __name__ == "__main__":`` guard.
 
 The names are imported when first used (PEP 562), so that ``import
@@ -19,6 +20,7 @@ from ._version import __version__
 if TYPE_CHECKING:
     from .api import BatchEntry, RunOutcome, resume, run, run_many
     from .config import WorkflowConfig
+    from .results import BatchResult, RunResult, read_batch, read_run
     from .workflow import StageResult, WorkflowResult
 
 _EXPORTS = {
@@ -28,17 +30,25 @@ _EXPORTS = {
     "run": "api",
     "run_many": "api",
     "WorkflowConfig": "config",
+    "BatchResult": "results",
+    "RunResult": "results",
+    "read_batch": "results",
+    "read_run": "results",
     "StageResult": "workflow",
     "WorkflowResult": "workflow",
 }
 
 __all__ = [
     "BatchEntry",
+    "BatchResult",
     "RunOutcome",
+    "RunResult",
     "StageResult",
     "WorkflowConfig",
     "WorkflowResult",
     "__version__",
+    "read_batch",
+    "read_run",
     "resume",
     "run",
     "run_many",

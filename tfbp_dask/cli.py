@@ -131,6 +131,10 @@ def linear_perturbation_binding_modeling(**given: Any) -> None:
 
 ALL_TFS = "all"
 
+from . import summarize  # noqa: E402 - the summarize command's body is its own module
+
+app.command("summarize")(summarize.command)
+
 
 def _interrupted_tf(partial_dir: Path) -> str:
     """The perturbed TF of the interrupted run ``--resume`` names (read from its manifest)."""

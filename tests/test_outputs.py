@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from tfbp_dask.outputs import _Draws, write_table, write_tables
 from tfbp_dask.resampling import bootstrap_draws
+from tfbp_dask.tables import Draws, write_table, write_tables
 
 
 def test_csv_and_parquet_twins_read_back(tmp_path) -> None:
@@ -52,7 +52,7 @@ def test_draws_twin_holds_the_csv_numbers_near_their_entropy(tmp_path) -> None:
     n_rows, n_bootstraps = 3000, 300
     draws = bootstrap_draws(n_rows, n_bootstraps, seed=4)
     bootstrap = np.arange(n_bootstraps)
-    write_tables([(_Draws(bootstrap, draws), tmp_path / "bootstrap_indices")])
+    write_tables([(Draws(bootstrap, draws), tmp_path / "bootstrap_indices")])
     wide = pd.read_csv(tmp_path / "bootstrap_indices.csv")
     assert list(wide.columns) == ["bootstrap"] + [f"draw_{i}" for i in range(n_rows)]
     np.testing.assert_array_equal(wide.iloc[:, 1:].to_numpy(), draws)

@@ -293,8 +293,8 @@ def test_a_run_that_stopped_early_reads_and_summarizes(
 
 def test_csv_alone_keeps_ids_and_column_types(tmp_path):
     """Ids that look like numbers, columns named like text columns, empty text cells."""
-    from tfbp_dask.outputs import write_table
     from tfbp_dask.results import read_table
+    from tfbp_dask.tables import write_table
 
     tables = {
         "processed": pd.DataFrame({"feature": ["0001", "NA", "G3"], "status": [1.0, 2.0, 3.5]}),

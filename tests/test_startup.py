@@ -231,7 +231,7 @@ def test_a_figure_is_drawn_here_when_the_drawing_process_is_gone(tmp_path):
 
     from tfbp_dask import plots
     from tfbp_dask.execution import DrawingTask
-    from tfbp_dask.outputs import write_files
+    from tfbp_dask.tables import write_files
 
     alphas = np.geomspace(1e-3, 1.0, 50)
 

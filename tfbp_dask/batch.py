@@ -38,9 +38,10 @@ from .batch_report import Interaction, interaction_rows, read_interaction_rows
 from .config import WorkflowConfig
 from .errors import InputError
 from .inline import InlineExecutor
-from .outputs import BatchStore, write_shared_rows, write_table
+from .outputs import BatchStore
 from .precheck import read_manifest
 from .runner import BatchRun, CachedInputs, InputCache, ProgressHook, prepare, run_loaded
+from .tables import write_shared_rows, write_table
 
 if TYPE_CHECKING:
     from .execution import Executor

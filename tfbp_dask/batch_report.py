@@ -27,7 +27,9 @@ from typing import NamedTuple
 import pandas as pd
 
 from . import plots
-from .outputs import STAGE_DIRS, Renderer, render_here, write_bytes, write_table
+from .outputs import Renderer, render_here
+from .stage_files import STAGE_DIRS
+from .tables import write_bytes, write_table
 from .workflow import WorkflowResult
 
 logger = logging.getLogger(__name__)

@@ -22,10 +22,11 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .checkpoints import unreadable_checkpoints
 from .config import WorkflowConfig
 from .engines import N_ITER_MEANING
 from .errors import InputError
-from .outputs import PARTIAL_SUFFIX, unreadable_checkpoints
+from .outputs import PARTIAL_SUFFIX
 from .precheck import read_manifest
 from .workflow import TOPN_SEED_OFFSET, WorkflowResult
 

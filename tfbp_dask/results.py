@@ -1,7 +1,7 @@
 """Reading finished runs and batches back: ``read_run`` and ``read_batch``.
 
 A run directory holds every table twice, as CSV and as a typed Parquet twin
-(``outputs.write_table``). The tables are read from the twins, or from the CSVs
+(``tables.write_table``). The tables are read from the twins, or from the CSVs
 when the twins are absent (a directory copied without them), into the same
 frames: text columns as text (an empty cell is ``""``), integers as int64,
 the columns that are floats or booleans in the twins as floats or booleans.
@@ -28,7 +28,8 @@ import pandas as pd
 from . import stats
 from .batch_report import COLUMN_TYPES as INTERACTION_TYPES
 from .errors import InputError
-from .outputs import PARTIAL_SUFFIX, STAGE_DIRS
+from .outputs import PARTIAL_SUFFIX
+from .stage_files import STAGE_DIRS
 
 SUMMARY = Path("input_data") / "data_summary.json"
 STAGE_TABLES = (

@@ -20,6 +20,7 @@ from typing import Annotated
 import typer
 from typer.exceptions import TyperException
 
+from . import compat
 from ._version import __version__
 from .config import DEFAULTS, OptionError, WorkflowConfig, format_bins, parse_bins, parse_names
 from .errors import ClusterUnavailable, InputError
@@ -198,13 +199,15 @@ def linear_perturbation_binding_modeling(
         ),
     ] = None,
     bins: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--bins",
             help="Comma-separated rank bin edges for stratified folds.",
             rich_help_panel=BINNING,
+            show_default=f"{format_bins(DEFAULTS['bins'])}; "
+            f"{format_bins(compat.PUBLISHED_DEFAULT_BINS)} with --compat tfbpmodeling",
         ),
-    ] = format_bins(DEFAULTS["bins"]),
+    ] = None,
     all_data_ci_level: Annotated[
         float,
         typer.Option(
@@ -274,6 +277,15 @@ def linear_perturbation_binding_modeling(
             rich_help_panel=MODEL,
         ),
     ] = DEFAULTS["stage4_topn"],
+    compat_mode: Annotated[
+        str,
+        typer.Option(
+            "--compat",
+            help="none: the documented behaviour; tfbpmodeling: the numbers of the published "
+            "tfbpmodeling code where it departs from its documentation (see docs/compat.md).",
+            rich_help_panel=MODEL,
+        ),
+    ] = DEFAULTS["compat"],
     output_dir: Annotated[
         Path,
         typer.Option(
@@ -415,9 +427,22 @@ def linear_perturbation_binding_modeling(
             rich_help_panel=SYSTEM,
         ),
     ] = "INFO",
+    log_handler: Annotated[
+        str,
+        typer.Option(
+            "--log-handler",
+            "--log_handler",
+            help="console or file. Accepted for compatibility with tfbpmodeling command "
+            "lines and otherwise ignored: the log always goes to the console and to the "
+            "run directory's log file.",
+            rich_help_panel=SYSTEM,
+        ),
+    ] = "console",
 ) -> None:
     """Run the four-stage bootstrap LassoCV workflow for one perturbed TF (or a batch)."""
     _configure_console_logging(log_level)
+    if log_handler not in ("console", "file"):
+        raise OptionError(f"--log-handler must be console or file, got {log_handler!r}")
     if resume is not None and perturbed_tf is None and perturbed_tfs_file is None:
         perturbed_tf = _interrupted_tf(resume)
     tfs = _perturbed_tfs(perturbed_tf, perturbed_tfs_file)
@@ -437,7 +462,7 @@ def linear_perturbation_binding_modeling(
         ptf_main_effect=ptf_main_effect,
         exclude_interactor_variables=parse_names(exclude_interactor_variables),
         add_model_variables=parse_names(add_model_variables),
-        bins=parse_bins(bins),
+        bins=parse_bins(bins) if bins is not None else compat.default_bins(compat_mode),
         all_data_ci_level=all_data_ci_level,
         topn_ci_level=topn_ci_level,
         max_iter=max_iter,
@@ -446,6 +471,7 @@ def linear_perturbation_binding_modeling(
         stabilization_ci_step=stabilization_ci_step,
         stage4_lasso=stage4_lasso,
         stage4_topn=stage4_topn,
+        compat=compat_mode,
         output_dir=output_dir,
         output_suffix=output_suffix,
         no_input_parquet=no_input_parquet,

@@ -12,6 +12,7 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from .compat import MODES as COMPAT_MODES
 from .engines import ENGINES, GIL_FREE_ENGINES
 from .errors import check_input_file
 
@@ -100,6 +101,9 @@ class WorkflowConfig:
     stabilization_ci_step: float = 2.0
     stage4_lasso: bool = False
     stage4_topn: bool = False
+    #: ``none`` (the documented behaviour) or ``tfbpmodeling`` (the published code's
+    #: numbers, see ``compat.py``).
+    compat: str = "none"
     output_dir: Path = DEFAULT_OUTPUT_DIR
     output_suffix: str = ""
     no_input_parquet: bool = False
@@ -152,6 +156,10 @@ class WorkflowConfig:
         if self.batch_tasks not in BATCH_TASKS:
             raise OptionError(
                 f"--batch_tasks must be one of {', '.join(BATCH_TASKS)}, got {self.batch_tasks!r}"
+            )
+        if self.compat not in COMPAT_MODES:
+            raise OptionError(
+                f"--compat must be one of {', '.join(COMPAT_MODES)}, got {self.compat!r}"
             )
         if self.engine not in ENGINES:
             raise OptionError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
@@ -207,7 +215,10 @@ class WorkflowConfig:
     def numeric_options(self) -> dict[str, Any]:
         """The options that change the numbers (a resumed run must match them)."""
         record = self.options_record()
-        return {name: record[name] for name in NUMERIC_OPTIONS}
+        numeric = {name: record[name] for name in NUMERIC_OPTIONS}
+        if self.compat != "none":  # absent by default, as in runs made before the option
+            numeric["compat"] = self.compat
+        return numeric
 
     def options_record(self) -> dict[str, Any]:
         """Every option as plain JSON-ready values (for ``data_summary.json``)."""

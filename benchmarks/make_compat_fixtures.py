@@ -8,9 +8,10 @@ goes on ``PYTHONPATH``; nothing of it is changed or copied).
 
 What this script does:
 
-1. makes a small synthetic data set with ``tfbp_dask.datagen`` (300 genes, 8 TFs)
-   and writes it in the layout the published tool reads: a ``target_symbol`` id
-   column, a response file with the one pTF column, rows sorted by id;
+1. makes two small synthetic data sets with ``tfbp_dask.datagen`` (300 genes,
+   8 TFs; planted effect 1 and, in ``inputs_weak``, 0.3) and writes them in the
+   layout the published tool reads: a ``target_symbol`` id column, a response
+   file with the one pTF column, rows sorted by id;
 2. runs the published command on it once per case of ``CASES`` (fixed
    ``--random_state``, ``PYTHONHASHSEED`` fixed too);
 3. keeps the JSON files the tool wrote (confidence intervals of every term per
@@ -51,17 +52,24 @@ COMMON = {
     "--max_iter": "10000",
     "--n_cpus": "1",
 }
+# Input sets: directory name -> make_dataset's planted effect size (noise 1).
+INPUT_SETS = {"inputs": 1.0, "inputs_weak": 0.3}
+# Case -> (input set, options beyond COMMON).
 CASES = {
-    "default": [],
-    "dropout": ["--iterative_dropout", "--stabilization_ci_start", "80"],
-    "stage4_lasso": ["--stage4_lasso"],
+    "default": ("inputs", []),
+    "dropout": ("inputs", ["--iterative_dropout", "--stabilization_ci_start", "80"]),
+    "stage4_lasso": ("inputs", ["--stage4_lasso"]),
+    "dropout_start50": ("inputs", ["--iterative_dropout"]),
+    "seed0_bins": ("inputs", ["--random_state", "0", "--bins", "0,8,32,np.inf"]),
+    "weak_dropout": ("inputs_weak", ["--iterative_dropout"]),
+    "weak_default": ("inputs_weak", []),
 }
 KEEP_SUFFIXES = (".json", ".txt")
 
 
-def write_inputs(directory: Path) -> tuple[Path, Path]:
+def write_inputs(directory: Path, effect: float) -> tuple[Path, Path]:
     """The synthetic inputs, sorted by id, in the published tool's column layout."""
-    data = make_dataset(n_genes=N_GENES, n_tfs=N_TFS, seed=DATA_SEED)
+    data = make_dataset(n_genes=N_GENES, n_tfs=N_TFS, effect=effect, seed=DATA_SEED)
     response = data.response[["gene_id", PTF]].rename(columns={"gene_id": "target_symbol"})
     predictors = data.predictors.rename(columns={"gene_id": "target_symbol"})
     response = response.sort_values("target_symbol", kind="mergesort")
@@ -117,6 +125,7 @@ def run_case(
                 shutil.copyfile(path, target / relative)
                 kept.append(str(relative))
         record = {
+            "inputs": response_path.parent.name,
             "perturbed_tf": PTF,
             "options": options,
             "pythonhashseed": "0",
@@ -133,9 +142,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("published_source", type=Path, help="the published source checkout")
     parser.add_argument("--cases", nargs="*", default=list(CASES))
     args = parser.parse_args(argv)
-    inputs = write_inputs(FIXTURES / "inputs")
+    inputs = {name: write_inputs(FIXTURES / name, effect) for name, effect in INPUT_SETS.items()}
     for name in args.cases:
-        run_case(args.published_python, args.published_source, name, CASES[name], inputs)
+        input_set, extra = CASES[name]
+        run_case(args.published_python, args.published_source, name, extra, inputs[input_set])
 
 
 if __name__ == "__main__":

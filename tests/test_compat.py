@@ -250,3 +250,22 @@ def test_compat_tfbpmodeling_settings():
 def test_unknown_compat_mode_is_refused():
     with pytest.raises(ValueError, match="--compat"):
         _config(compat="published")
+
+
+def test_log_handler_values(tmp_path):
+    """``--log-handler`` takes the published tool's two values and refuses others (exit 2)."""
+    done = run_cli(
+        "--response_file",
+        str(FIXTURES / "inputs" / "response.csv"),
+        "--predictors_file",
+        str(FIXTURES / "inputs" / "predictors.csv"),
+        "--perturbed_tf",
+        "TF01",
+        "--output_dir",
+        str(tmp_path / "out"),
+        "--log-handler",
+        "syslog",
+    )
+    assert done.returncode == 2
+    assert "--log-handler must be console or file" in done.stderr
+    assert not (tmp_path / "out").exists()

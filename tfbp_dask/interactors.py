@@ -115,14 +115,28 @@ def evaluate_interactors(
     lasso_fit = None
     if lasso:
         significance, comparison, chosen, lasso_fit = _lasso_method(
-            predictors, y, perturbed_tf, terms, interactions, folds, scale_by_std, max_iter,
+            predictors,
+            y,
+            perturbed_tf,
+            terms,
+            interactions,
+            folds,
+            scale_by_std,
+            max_iter,
             lasso_seed,
-        )  # fmt: skip
+        )
     else:
         significance, comparison, chosen = _linear_method(
-            predictors, y, perturbed_tf, terms, interactions, folds, scale_by_std,
-            fold_r2 or ols_fold_r2, _append if variant_last else _replace,
-        )  # fmt: skip
+            predictors,
+            y,
+            perturbed_tf,
+            terms,
+            interactions,
+            folds,
+            scale_by_std,
+            fold_r2 or ols_fold_r2,
+            _append if variant_last else _replace,
+        )
     reason_other = "significant in the top-N stage; not an interaction term"
     # A main effect chosen for an interactor may already be a term of its own
     # (e.g. from --add_model_variables): it is listed once, with its choice.
@@ -143,9 +157,16 @@ def _append(terms: Sequence[Term], old: Term, new: Term) -> list[Term]:
 
 
 def _linear_method(
-    predictors, y, perturbed_tf, terms, interactions, folds, scale_by_std,
-    fold_r2=ols_fold_r2, arrange=_replace,
-):  # fmt: skip
+    predictors,
+    y,
+    perturbed_tf,
+    terms,
+    interactions,
+    folds,
+    scale_by_std,
+    fold_r2=ols_fold_r2,
+    arrange=_replace,
+):
     def fold_scores(model_terms: Sequence[Term]) -> np.ndarray:
         X = design_matrix(predictors, perturbed_tf, model_terms, scale_by_std)
         return fold_r2(X, y, folds)
@@ -189,9 +210,16 @@ def _linear_method(
 
 
 def _lasso_method(
-    predictors, y, perturbed_tf, terms, interactions, folds, scale_by_std, max_iter,
+    predictors,
+    y,
+    perturbed_tf,
+    terms,
+    interactions,
+    folds,
+    scale_by_std,
+    max_iter,
     seed=FOLD_SEED,
-):  # fmt: skip
+):
     model_terms = list(terms)
     for term in interactions:
         if main_effect(term.column) not in model_terms:

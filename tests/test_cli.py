@@ -431,8 +431,12 @@ def test_help_lists_every_option_once_with_its_default_and_flags_without_a_place
     words = [row.split(" ")[0] for row in rows]
     # Every field of WorkflowConfig the command line shows, and the command's own options.
     for name in [field.name for field in cli_fields()] + list(COMMAND_OPTIONS):
-        flag = "--log-level,--log_level" if name == "log_level" else f"--{name}"
+        flag = {
+            "log_level": "--log-level,--log_level",
+            "log_handler": "--log-handler,--log_handler",
+        }
+        flag = flag.get(name, f"--{name}")
         assert words.count(flag) == 1, flag
     defaults = {f.name: f.default for f in dc.fields(WorkflowConfig)}
     assert f"[default: {defaults['n_bootstraps']}]" in text
-    assert "[default: 0,8,12,np.inf]" in text
+    assert "[default: (0,8,12,np.inf;" in text

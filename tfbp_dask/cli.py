@@ -21,7 +21,7 @@ import typer
 from typer.exceptions import TyperException
 
 from ._version import __version__
-from .cli_options import COMMAND_OPTIONS, config_from_options, with_options
+from .cli_options import COMMAND_OPTIONS, LOG_HANDLERS, config_from_options, with_options
 from .config import OptionError, parse_names
 from .errors import ClusterUnavailable, InputError
 
@@ -75,6 +75,8 @@ def linear_perturbation_binding_modeling(**given: Any) -> None:
         command["perturbed_tf"], command["perturbed_tfs_file"], command["resume"]
     )  # fmt: skip
     _configure_console_logging(command["log_level"])
+    if command["log_handler"] not in LOG_HANDLERS:
+        raise OptionError(f"--log-handler must be console or file, got {command['log_handler']!r}")
     if resume is not None and perturbed_tf is None and perturbed_tfs_file is None:
         perturbed_tf = _interrupted_tf(resume)
     tfs = _perturbed_tfs(perturbed_tf, perturbed_tfs_file)

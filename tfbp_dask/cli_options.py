@@ -18,7 +18,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .config import INPUT_FILES, OUTPUT, SYSTEM, WorkflowConfig
+from . import compat
+from .config import INPUT_FILES, OUTPUT, SYSTEM, WorkflowConfig, format_bins
 
 _HINTS = typing.get_type_hints(WorkflowConfig)
 
@@ -72,7 +73,20 @@ COMMAND_OPTIONS: dict[str, tuple[Any, Any, typer.models.OptionInfo]] = {
             rich_help_panel=SYSTEM,
         ),  # fmt: skip
     ),
+    "log_handler": (
+        str,
+        "console",
+        typer.Option(
+            "--log-handler",
+            "--log_handler",
+            help="console or file. Accepted for compatibility with tfbpmodeling command "
+            "lines and otherwise ignored: the log always goes to the console and to the "
+            "run directory's log file.",
+            rich_help_panel=SYSTEM,
+        ),
+    ),
 }
+LOG_HANDLERS = ("console", "file")
 _FIRST = ("perturbed_tf", "perturbed_tfs_file")  # listed with the input files
 
 
@@ -81,12 +95,17 @@ def _field_parameter(field: Field) -> inspect.Parameter:
     meta = field.metadata
     kind = _HINTS[field.name]
     default = field.default
+    show_default: bool | str = True
     if "parse" in meta:  # typed as text, e.g. a comma list
-        spell = meta["spell"]
-        kind = str if spell else str | None
-        default = spell(default) if spell else None
+        kind, default = str | None, None
+    if field.name == "bins":  # its default depends on --compat (config_from_options)
+        show_default = (
+            f"{format_bins(field.default)}; "
+            f"{format_bins(compat.PUBLISHED_DEFAULT_BINS)} with --compat tfbpmodeling"
+        )
     info = typer.Option(
         f"--{field.name}",
+        show_default=show_default,
         help=meta["help"],
         rich_help_panel=meta["panel"],
         metavar="" if kind is bool else None,  # a flag takes no value: no <bool> in --help
@@ -124,5 +143,10 @@ def config_from_options(given: dict[str, Any], **values: Any) -> WorkflowConfig:
     for field in cli_fields():
         value = given[field.name]
         parse = field.metadata.get("parse")
-        values[field.name] = parse(value) if parse is not None else value
+        if value is not None and parse is not None:
+            values[field.name] = parse(value)
+        elif value is not None or parse is None:
+            values[field.name] = value
+    if "bins" not in values:
+        values["bins"] = compat.default_bins(values["compat"])
     return WorkflowConfig(**values)

@@ -13,6 +13,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from .compat import MODES as COMPAT_MODES
 from .engines import ENGINES, GIL_FREE_ENGINES
 from .errors import check_input_file
 
@@ -87,17 +88,16 @@ def option(
     panel: str | None,
     *,
     parse: Callable[[str], Any] | None = None,
-    spell: Callable[[Any], str] | None = None,
 ) -> Any:
     """A field of ``WorkflowConfig`` that is a command-line option ``--{name}``.
 
     ``help`` and ``panel`` (the section of ``--help``; None: the command line declares the
     option itself) are what the command line shows; ``parse`` turns the typed text into
-    the value (comma lists) and ``spell`` the default into that text.
+    the value (comma lists; not given, the field's default).
     """
     metadata = {"cli": panel is not None, "help": help, "panel": panel}
     if parse is not None:
-        metadata.update(parse=parse, spell=spell)
+        metadata["parse"] = parse
     if default is MISSING:
         return field(metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -158,7 +158,6 @@ class WorkflowConfig:
         "Comma-separated rank bin edges for stratified folds.",
         BINNING,
         parse=parse_bins,
-        spell=lambda bins: format_bins(bins),
     )
     all_data_ci_level: float = option(
         98.0, "CI level (%) for significance in the all-data stage.", MODEL
@@ -179,6 +178,12 @@ class WorkflowConfig:
         False, "LassoCV-based interactor test (default: least squares).", MODEL
     )
     stage4_topn: bool = option(False, "Run the interactor test on the top-N genes.", MODEL)
+    compat: str = option(
+        "none",
+        "none: the documented behaviour; tfbpmodeling: the numbers of the published "
+        "tfbpmodeling code where it departs from its documentation (see docs/compat.md).",
+        MODEL,
+    )
     output_dir: Path = option(DEFAULT_OUTPUT_DIR, "Base directory of run directories.", OUTPUT)
     output_suffix: str = option(
         "", "Appended to the perturbed TF in the run directory name.", OUTPUT
@@ -282,6 +287,10 @@ class WorkflowConfig:
             raise OptionError(
                 f"--batch_tasks must be one of {', '.join(BATCH_TASKS)}, got {self.batch_tasks!r}"
             )
+        if self.compat not in COMPAT_MODES:
+            raise OptionError(
+                f"--compat must be one of {', '.join(COMPAT_MODES)}, got {self.compat!r}"
+            )
         if self.engine not in ENGINES:
             raise OptionError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.random_state is not None and not 0 <= self.random_state < 2**32 - 10:
@@ -336,7 +345,10 @@ class WorkflowConfig:
     def numeric_options(self) -> dict[str, Any]:
         """The options that change the numbers (a resumed run must match them)."""
         record = self.options_record()
-        return {name: record[name] for name in NUMERIC_OPTIONS}
+        numeric = {name: record[name] for name in NUMERIC_OPTIONS}
+        if self.compat != "none":  # absent by default, as in runs made before the option
+            numeric["compat"] = self.compat
+        return numeric
 
     def options_record(self) -> dict[str, Any]:
         """Every option as plain JSON-ready values (for ``data_summary.json``)."""

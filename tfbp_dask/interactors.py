@@ -8,7 +8,7 @@ fits one LassoCV holding both and keeps whichever keeps a non-zero coefficient.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,8 +96,17 @@ def evaluate_interactors(
     scale_by_std: bool = False,
     lasso: bool = False,
     max_iter: int = 10000,
+    fold_r2: Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray] | None = None,
+    variant_last: bool = False,
+    lasso_seed: int = FOLD_SEED,
 ) -> InteractorResult:
-    """Run stage 4 on the given rows with the stage-2 significant ``terms``."""
+    """Run stage 4 on the given rows with the stage-2 significant ``terms``.
+
+    ``fold_r2`` replaces ``ols_fold_r2`` as the per-fold scorer of the linear method,
+    ``variant_last`` puts the main effect last in each variant instead of in the
+    interactor's place, ``lasso_seed`` is the ``--stage4_lasso`` fit's ``random_state``
+    (``compat.stage4_options`` sets them for ``--compat tfbpmodeling``).
+    """
     y = response.to_numpy(dtype=float)
     classes = stratification_classes(predictors[perturbed_tf].to_numpy(), bins)
     folds = cv_fold_labels(classes, FOLD_SEED)
@@ -106,11 +115,27 @@ def evaluate_interactors(
     lasso_fit = None
     if lasso:
         significance, comparison, chosen, lasso_fit = _lasso_method(
-            predictors, y, perturbed_tf, terms, interactions, folds, scale_by_std, max_iter
+            predictors,
+            y,
+            perturbed_tf,
+            terms,
+            interactions,
+            folds,
+            scale_by_std,
+            max_iter,
+            lasso_seed,
         )
     else:
         significance, comparison, chosen = _linear_method(
-            predictors, y, perturbed_tf, terms, interactions, folds, scale_by_std
+            predictors,
+            y,
+            perturbed_tf,
+            terms,
+            interactions,
+            folds,
+            scale_by_std,
+            fold_r2 or ols_fold_r2,
+            _append if variant_last else _replace,
         )
     reason_other = "significant in the top-N stage; not an interaction term"
     # A main effect chosen for an interactor may already be a term of its own
@@ -125,17 +150,33 @@ def evaluate_interactors(
     )
 
 
-def _linear_method(predictors, y, perturbed_tf, terms, interactions, folds, scale_by_std):
+def _append(terms: Sequence[Term], old: Term, new: Term) -> list[Term]:
+    """``terms`` without ``old``, with ``new`` last unless already there (listed once)."""
+    kept = [term for term in terms if term != old]
+    return kept if new in kept else kept + [new]
+
+
+def _linear_method(
+    predictors,
+    y,
+    perturbed_tf,
+    terms,
+    interactions,
+    folds,
+    scale_by_std,
+    fold_r2=ols_fold_r2,
+    arrange=_replace,
+):
     def fold_scores(model_terms: Sequence[Term]) -> np.ndarray:
         X = design_matrix(predictors, perturbed_tf, model_terms, scale_by_std)
-        return ols_fold_r2(X, y, folds)
+        return fold_r2(X, y, folds)
 
     base = fold_scores(terms)
     comparison = [(ALL_TERMS_MODEL, "", "", fold, score) for fold, score in enumerate(base)]
     rows, chosen = [], []
     for term in interactions:
         variant = main_effect(term.column)
-        replaced = fold_scores(_replace(terms, term, variant))
+        replaced = fold_scores(arrange(terms, term, variant))
         model = f"{term.name} -> {variant.name}"
         comparison += [
             (model, term.name, variant.name, fold, score) for fold, score in enumerate(replaced)
@@ -168,7 +209,17 @@ def _linear_method(predictors, y, perturbed_tf, terms, interactions, folds, scal
     return significance, comparison_table, chosen
 
 
-def _lasso_method(predictors, y, perturbed_tf, terms, interactions, folds, scale_by_std, max_iter):
+def _lasso_method(
+    predictors,
+    y,
+    perturbed_tf,
+    terms,
+    interactions,
+    folds,
+    scale_by_std,
+    max_iter,
+    seed=FOLD_SEED,
+):
     model_terms = list(terms)
     for term in interactions:
         if main_effect(term.column) not in model_terms:
@@ -176,7 +227,7 @@ def _lasso_method(predictors, y, perturbed_tf, terms, interactions, folds, scale
     X = design_matrix(predictors, perturbed_tf, model_terms, scale_by_std)
     from .engines.sklearn import fit_one  # scikit-learn is imported only where it is used
 
-    model, converged = fit_one(X, y, None, folds, FOLD_SEED, LassoParams(max_iter=max_iter))
+    model, converged = fit_one(X, y, None, folds, seed, LassoParams(max_iter=max_iter))
     fit = {"n_iter": int(model.n_iter_), "converged": converged, "alpha": float(model.alpha_)}
     if not converged:
         logger.warning(

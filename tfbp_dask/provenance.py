@@ -22,13 +22,14 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import compat
 from .checkpoints import unreadable_checkpoints
 from .config import WorkflowConfig
 from .engines import N_ITER_MEANING
 from .errors import InputError
 from .outputs import PARTIAL_SUFFIX
 from .precheck import read_manifest
-from .workflow import TOPN_SEED_OFFSET, WorkflowResult
+from .workflow import WorkflowResult
 
 if TYPE_CHECKING:
     from .execution import Executor
@@ -298,7 +299,8 @@ def summary(
         "stages": stages,
         "options": config.options_record(),
         "seed": result.seed,
-        "seeds": {"all_data": result.seed, "topn": result.seed + TOPN_SEED_OFFSET},
+        "seeds": {"all_data": result.seed, "topn": compat.topn_seed(config, result.seed)},
+        "compat": compat.record(config, result.seed),
         "seed_source": "--random_state" if config.random_state is not None else "os entropy",
         "engine": config.engine,
         "cluster": executor.describe(),

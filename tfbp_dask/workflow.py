@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import pandas as pd
 
-from . import stats
+from . import compat, stats
 from .config import WorkflowConfig, format_bins
 from .design import Term, design_matrix, stage1_terms, top_n_rows
 from .engines import BootstrapFits, LassoParams, solver_note, solver_of
@@ -190,16 +190,21 @@ def check_folds(config: WorkflowConfig, data: ModelingData) -> None:
     ptf = data.perturbed_tf
     binding = data.predictors[ptf]
     topn = top_n_rows(binding, config.top_n)
-    stages = [("all-data stage", binding.to_numpy(), "")]
+    stages = [("all-data stage", binding.to_numpy(), "", compat.stage1_bins(config))]
     if len(topn) >= N_FOLDS:  # fewer top-N rows end the run normally at stage 2
-        stages.append(("top-N stage", binding.loc[topn].to_numpy(), f", --top_n {config.top_n}"))
-    for stage, values, option in stages:
-        classes = stratification_classes(values, config.bins)
-        problem = stratification_problem(classes, config.bins)
+        top = binding.loc[topn].to_numpy()
+        stages.append(("top-N stage", top, f", --top_n {config.top_n}", compat.topn_bins(config)))
+        if compat.stage4_uses_topn(config) and compat.stage4_bins(config) != stages[-1][3]:
+            stages.append(
+                ("interactor stage", top, f", --top_n {config.top_n}", compat.stage4_bins(config))
+            )
+    for stage, values, option, bins in stages:
+        classes = stratification_classes(values, bins)
+        problem = stratification_problem(classes, bins)
         if problem is not None:
             raise InputError(
                 f"{ptf}: the {stage} ({len(values)} rows{option}, "
-                f"--bins {format_bins(config.bins)}): {problem}"
+                f"--bins {format_bins(bins)}): {problem}"
             )
 
 
@@ -247,6 +252,7 @@ def run_workflow(
         fitter,
         listener,
         iterative=config.iterative_dropout,
+        bins=compat.stage1_bins(config),
     )
     result.stage_seconds["all_data"] = time.perf_counter() - started
     listener.stage_done(result, "all_data")
@@ -272,10 +278,11 @@ def run_workflow(
         data,
         rows,
         significant,
-        seed + TOPN_SEED_OFFSET,
+        compat.topn_seed(config, seed),
         config.topn_ci_level,
         fitter,
         listener,
+        bins=compat.topn_bins(config),
     )
     result.stage_seconds["topn"] = time.perf_counter() - started
     listener.stage_done(result, "topn")
@@ -286,16 +293,17 @@ def run_workflow(
         return result
 
     started = time.perf_counter()
-    stage4_rows = rows if config.stage4_topn else data.response.index
+    stage4_rows = rows if compat.stage4_uses_topn(config) else data.response.index
     result.interactors = evaluate_interactors(
         data.predictors.loc[stage4_rows],
         data.response.loc[stage4_rows],
         ptf,
         significant,
-        config.bins,
-        scale_by_std=config.scale_by_std,
+        compat.stage4_bins(config),
+        scale_by_std=compat.stage4_scale_by_std(config),
         lasso=config.stage4_lasso,
         max_iter=config.max_iter,
+        **compat.stage4_options(config),
     )
     result.stage_seconds["interactors"] = time.perf_counter() - started
     listener.stage_done(result, "interactors")
@@ -313,14 +321,18 @@ def _bootstrap_stage(
     fitter: BootstrapFitter,
     listener: StageListener,
     iterative: bool = False,
+    bins: Sequence[float] | None = None,
 ) -> StageResult:
-    """Draw, fit and judge one bootstrap stage on ``rows`` with ``terms``."""
+    """Draw, fit and judge one bootstrap stage on ``rows`` with ``terms`` (``bins``:
+    the stage's stratification bins, ``--bins`` when None)."""
     started = time.perf_counter()
     ptf = data.perturbed_tf
     every_row = rows is data.response.index and rows is data.predictors.index
     predictors = data.predictors if every_row else data.predictors.loc[rows]
     y = (data.response if every_row else data.response.loc[rows]).to_numpy(dtype=float)
-    classes = stratification_classes(predictors[ptf].to_numpy(), config.bins)
+    classes = stratification_classes(
+        predictors[ptf].to_numpy(), config.bins if bins is None else bins
+    )
     draws = fitter.draw(len(rows), config.n_bootstraps, seed)  # made on the cluster
     params = LassoParams(max_iter=config.max_iter)
 
@@ -424,7 +436,8 @@ def _iterative_dropout(
     fit: Callable[[Sequence[Term], str], BootstrapFits],
     rounds: list[DropoutRound],
 ) -> tuple[list[Term], BootstrapFits]:
-    """Refit with the same draws, keeping the significant terms at a rising CI level.
+    """Refit with the same draws, keeping the significant terms at a rising CI level
+    (fixed at the start level under ``--compat tfbpmodeling``).
 
     Stops when a round after the first keeps as many terms as it was given;
     that round's fits are the stage's fits. A round that keeps nothing ends the
@@ -433,10 +446,7 @@ def _iterative_dropout(
     current = terms
     round_number = 0
     while True:
-        level = min(
-            config.stabilization_ci_start + round_number * config.stabilization_ci_step,
-            config.all_data_ci_level,
-        )
+        level = compat.dropout_level(config, round_number)
         fits = fit(current, f"all_data-round{round_number}")
         lower, upper = stats.percentile_ci(fits.coef, level)
         keep = stats.significant_mask(lower, upper)

@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import CLI, RemoteCluster, cli_env, dataset_config
 
-from tfbp_dask import WorkflowConfig, execution, resume, run, run_many
+from tfbp_dask import WorkflowConfig, cluster, resume, run, run_many
 from tfbp_dask.errors import InputError
 from tfbp_dask.execution import Executor, SchedulerLost, StageFailure
 from tfbp_dask.provenance import file_record as _file_record
@@ -361,16 +361,16 @@ def test_input_digest_follows_the_file(tmp_path):
 def test_dashboard_port_taken_after_the_check_is_no_warning(monkeypatch):
     # Another run takes the dashboard port between the check and the cluster's start: the
     # dashboard moves elsewhere without a warning (the suite turns warnings into errors).
-    monkeypatch.setattr(execution, "_free_port", lambda port: True)
+    monkeypatch.setattr(cluster, "_free_port", lambda port: True)
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
         try:
-            holder.bind(("127.0.0.1", execution.DASHBOARD_PORT))
+            holder.bind(("127.0.0.1", cluster.DASHBOARD_PORT))
             holder.listen()
         except OSError:
             pass  # taken already: the same situation
         executor = Executor.connect(n_workers=1, processes=False)
         try:
-            assert f":{execution.DASHBOARD_PORT}/" not in executor.client.dashboard_link
+            assert f":{cluster.DASHBOARD_PORT}/" not in executor.client.dashboard_link
         finally:
             executor.close()
     gc.collect()

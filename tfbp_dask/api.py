@@ -237,7 +237,8 @@ def _connect(
     """
 
     def connect() -> Executor:
-        from .execution import Executor, client_security  # Dask: imported in the background
+        from .cluster import client_security  # Dask: imported in the background
+        from .execution import Executor
 
         given = security
         if given is None and config.scheduler_address is not None:

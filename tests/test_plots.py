@@ -103,7 +103,7 @@ def test_render_draws_on_a_worker(executor, client_two_workers) -> None:
 
 
 def test_render_falls_back_here_when_the_worker_fails(executor, caplog) -> None:
-    with caplog.at_level(logging.WARNING, logger="tfbp_dask.execution"):
+    with caplog.at_level(logging.WARNING, logger="tfbp_dask.offload"):
         assert executor.render(_fails_on_workers, "forest").result() == b"forest@here"
     assert "no fonts on this worker" in caplog.text
 

@@ -230,7 +230,7 @@ def test_a_figure_is_drawn_here_when_the_drawing_process_is_gone(tmp_path):
     import numpy as np
 
     from tfbp_dask import plots
-    from tfbp_dask.execution import DrawingTask
+    from tfbp_dask.offload import DrawingTask
     from tfbp_dask.tables import write_files
 
     alphas = np.geomspace(1e-3, 1.0, 50)

@@ -11,7 +11,7 @@ its standard input, answering on its standard output. Unlike a multiprocessing p
 never re-runs the caller's main script (a driver script need not guard its body with
 ``if __name__ == "__main__"``), and it ends as soon as its input is closed. It ignores
 Ctrl-C, which the run handles. A call whose process died fails with ``RuntimeError``;
-the caller then draws the figure itself (``execution.DrawingTask``).
+the caller then draws the figure itself (``offload.DrawingTask``).
 """
 
 from __future__ import annotations

@@ -162,6 +162,65 @@ def test_workers_load_the_engine_once_per_client(remote_cluster, tiny_dataset, t
             time.sleep(0.2)
 
 
+def _warm_tasks(dask_scheduler) -> dict[str, tuple[str, list[str]]]:
+    """Scheduler side: each warm-up task's state and the workers it is pinned to."""
+    return {
+        str(key): (task.state, sorted(task.worker_restrictions or ()))
+        for key, task in dask_scheduler.tasks.items()
+        if str(key).startswith("tfbp-warm-")
+    }
+
+
+def test_warm_up_stays_on_its_worker_and_leaves_nothing_when_that_worker_goes():
+    """A busy worker's warm-up is not stolen by an idle one (each worker imports for itself);
+    a warm-up whose worker left waits for it, and is dropped when the executor closes."""
+    from distributed import LocalCluster, wait
+
+    with (
+        LocalCluster(
+            n_workers=3, threads_per_worker=1, processes=False, dashboard_address=":0"
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        busy, leaving, _ = sorted(client.nthreads())
+        blockers = [
+            client.submit(time.sleep, 2.0, workers=[address], pure=False)
+            for address in (busy, leaving)
+        ]
+        executor = Executor.connect(client=client)
+        executor.warm("gram")
+        warming = list(executor._warming)
+        deadline = time.monotonic() + 30
+        while len(pins := client.run_on_scheduler(_warm_tasks)) < len(warming):  # sent, not yet in
+            assert time.monotonic() < deadline, pins
+            time.sleep(0.05)
+        pins = {key: workers for key, (_, workers) in pins.items()}
+        assert sorted(map(tuple, pins.values())) == sorted([(w,) for w in client.nthreads()] * 2)
+        name = next(n for n, w in cluster.workers.items() if w.address == leaving)
+        cluster.sync(cluster.workers[name].close)
+        blockers[0].result()
+        stay = [future for future in warming if pins[future.key] != [leaving]]
+        wait(stay, timeout=60)
+        holders = client.who_has(stay)
+        assert {key: sorted(holders[key]) for key in holders} == {f.key: pins[f.key] for f in stay}
+        gone = {key for key, workers in pins.items() if workers == [leaving]}
+        deadline = time.monotonic() + 30
+        while {
+            k
+            for k, (state, _) in client.run_on_scheduler(_warm_tasks).items()
+            if state == "no-worker"
+        } != gone:
+            assert time.monotonic() < deadline, client.run_on_scheduler(_warm_tasks)
+            time.sleep(0.1)
+        del warming, stay
+        executor.close()  # does not own the client: it only lets go of its tasks
+        assert client.status == "running"
+        deadline = time.monotonic() + 30
+        while client.run_on_scheduler(_warm_tasks):
+            assert time.monotonic() < deadline, client.run_on_scheduler(_warm_tasks)
+            time.sleep(0.1)
+
+
 @pytest.mark.parametrize(("engine", "worker_type"), [("gram", "Worker"), ("sklearn", "Nanny")])
 def test_embedded_cluster_is_threads_for_gram_and_processes_for_sklearn(
     tiny_dataset, tmp_path, engine, worker_type

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from importlib import import_module
 from typing import Any, Self
 
-from distributed import Client, LocalCluster, fire_and_forget
+from distributed import Client, LocalCluster
 from distributed.security import Security
 
 from ._version import __version__
@@ -117,6 +117,8 @@ class Cluster:
     _dashboard: bool = field(default=False, repr=False)  # an embedded cluster's, when served
     # The figures' process beside an embedded cluster of threads (``draw_figure``).
     _drawing: DrawingProcess | None = field(default=None, repr=False)
+    # The warm-up tasks, held until close (``warm``).
+    _warming: list = field(default_factory=list, repr=False)
 
     @classmethod
     def connect(
@@ -229,10 +231,14 @@ class Cluster:
         Per worker, two tasks pinned to it: the engine first (a single-threaded
         worker runs the first fits after it), the figure code at a low priority,
         so that it is imported when the worker has no fit to run (the first
-        figures are drawn after stage 1). A worker that joins later loads both
-        on first use. Called once per client (per ``connect``), not per TF.
-        Beside a drawing process (``draw_figure``), which imports the figure code
-        itself, the workers load the engine only.
+        figures are drawn after stage 1). The pins are strict: with loose ones,
+        work stealing may hand a busy worker's figure task to an idle worker,
+        which then imports twice while the busy one never does. This executor
+        holds the tasks until ``close``, so a task whose worker left (it waits
+        for that worker) is dropped with the client, not left on the scheduler.
+        A worker that joins later loads both on first use. Called once per client
+        (per ``connect``), not per TF. Beside a drawing process (``draw_figure``),
+        which imports the figure code itself, the workers load the engine only.
         """
         workers = list(self.client.scheduler_info(n_workers=-1)["workers"])
         token = uuid.uuid4().hex[:12]
@@ -241,16 +247,17 @@ class Cluster:
             tasks.append(("figures", _warm_figures, (), WARM_FIGURES_PRIORITY))
         for index, address in enumerate(workers):
             for name, task, args, priority in tasks:
-                future = self.client.submit(
-                    task,
-                    *args,
-                    key=f"tfbp-warm-{name}-{token}-{index}",
-                    workers=[address],
-                    allow_other_workers=True,
-                    pure=False,
-                    priority=priority,
+                self._warming.append(
+                    self.client.submit(
+                        task,
+                        *args,
+                        key=f"tfbp-warm-{name}-{token}-{index}",
+                        workers=[address],
+                        allow_other_workers=False,
+                        pure=False,
+                        priority=priority,
+                    )
                 )
-                fire_and_forget(future)  # runs to the end even if nobody waits for it
 
     def check_workers(self, timeout: float) -> None:
         """Wait for a worker, then check the scheduler and every worker run this tfbp_dask.
@@ -288,6 +295,9 @@ class Cluster:
         if self._closed:
             return
         self._closed = True
+        warming, self._warming = self._warming, []
+        for future in warming:  # run or not, nobody needs them now
+            future.release()
         if self._drawing is not None:
             self._drawing.close()
         if self.owns_client:

@@ -19,8 +19,8 @@ What stays fixed under both modes: rows sorted by feature id (the published
 code ends up sorted too, see ``docs/compat.md``), a seed drawn and recorded when
 ``--random_state`` is not given, the timestamped run directory.
 
-``write_stage_files`` adds, under compat, the JSON files the published code
-writes that scripts read (no pickles).
+``stage_files`` names, under compat, the JSON and text files the published code
+writes that scripts read (no pickles); the run directory writes them.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import json
 import logging
 import math
 import warnings
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -202,10 +201,9 @@ def record(config: WorkflowConfig, seed: int) -> dict[str, Any]:
 # ---- files the published code writes that scripts read ---------------------------------
 
 
-def _dump(value: Any, path: Path) -> None:
+def _dumps(value: Any) -> str:
     """JSON as the published code writes it (``json.dump(..., indent=4)``)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(value, indent=4))
+    return json.dumps(value, indent=4)
 
 
 def ci_key(level: float) -> str:
@@ -237,45 +235,47 @@ def result_object(stage: Any) -> dict[str, dict[str, list[float]]]:
     }
 
 
-def write_stage_files(run_dir: Path, result: WorkflowResult, stage: str) -> None:
+def stage_files(result: WorkflowResult, stage: str) -> dict[str, str | None]:
     """Under compat, what the published code writes for a finished stage (no pickles).
 
-    ``{all_data,topn}_result_object/result_obj.json`` (intervals of every term),
-    ``selected_variables_ci_{i}.txt`` per dropout round that kept terms, the
-    ``*_significant_*.json`` files only when something is significant (an empty
-    one is removed), and ``interactor_vs_main_result.json`` as a list of records.
+    By path in the run directory, each file's text: ``{all_data,topn}_result_object/
+    result_obj.json`` (intervals of every term), ``selected_variables_ci_{i}.txt`` per
+    dropout round that kept terms, ``*_significant_*.json`` in the published spelling,
+    and ``interactor_vs_main_result.json`` as a list of records. ``None`` for a file
+    the published code does not write: ``*_significant_*.json`` when nothing is
+    significant. Empty without compat. ``RunDirectory.write_stage`` writes them.
     """
     if not enabled(result.config):
-        return
-    run_dir = Path(run_dir)
+        return {}
     if stage == "interactors":
         assert result.interactors is not None
         records = [
             {key: _plain(value) for key, value in row.items()}
             for row in result.interactors.significance.to_dict(orient="records")
         ]
-        _dump(records, run_dir / "interactor_vs_main_result.json")
-        return
-    stage_result = result.all_data if stage == "all_data" else result.topn
-    assert stage_result is not None
-    _dump(result_object(stage_result), run_dir / f"{stage}_result_object" / "result_obj.json")
-    kept = [r for r in stage_result.dropout_rounds if r.terms_kept]
-    for i, dropout_round in enumerate(kept):
-        text = "".join(f"{name}\n" for name in dropout_round.terms_kept)
-        (run_dir / f"selected_variables_ci_{i}.txt").write_text(text)
+        return {"interactor_vs_main_result.json": _dumps(records)}
     from .outputs import ci_tag
 
+    stage_result = result.all_data if stage == "all_data" else result.topn
+    assert stage_result is not None
+    files: dict[str, str | None] = {
+        f"{stage}_result_object/result_obj.json": _dumps(result_object(stage_result))
+    }
+    kept = [r for r in stage_result.dropout_rounds if r.terms_kept]
+    for i, dropout_round in enumerate(kept):
+        files[f"selected_variables_ci_{i}.txt"] = "".join(
+            f"{name}\n" for name in dropout_round.terms_kept
+        )
     name = "all_data_significant" if stage == "all_data" else "topn_significant"
-    path = run_dir / f"{name}_{significant_tag(stage_result.ci_level)}.json"
     significant = stage_result.confidence[stage_result.confidence["significant"]]
-    if significant.empty:
-        for tag in {significant_tag(stage_result.ci_level), ci_tag(stage_result.ci_level)}:
-            (run_dir / f"{name}_{tag}.json").unlink(missing_ok=True)
-        return
-    _dump(
-        {row.term: [float(row.lower), float(row.upper)] for row in significant.itertuples()},
-        path,
-    )
+    if significant.empty:  # neither spelling
+        for tag in (ci_tag(stage_result.ci_level), significant_tag(stage_result.ci_level)):
+            files[f"{name}_{tag}.json"] = None
+    else:
+        files[f"{name}_{significant_tag(stage_result.ci_level)}.json"] = _dumps(
+            {row.term: [float(row.lower), float(row.upper)] for row in significant.itertuples()}
+        )
+    return files
 
 
 def _plain(value: Any) -> Any:

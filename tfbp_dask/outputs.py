@@ -24,6 +24,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from . import compat
 from .checkpoints import CHECKPOINT_DIR, read_checkpoints, write_checkpoint
 from .engines import BootstrapFits
 from .interactors import InteractorResult
@@ -341,9 +342,10 @@ class RunDirectory:
 
         Its figures are written once drawn (``write_plots``), at the latest by ``finish``.
         """
+        published = compat.stage_files(result, stage)  # {} unless --compat tfbpmodeling
         if stage == "interactors":
             assert result.interactors is not None
-            self._write_interactors(result.interactors)
+            self._write_interactors(result.interactors, published)
             return
         stage_result = result.all_data if stage == "all_data" else result.topn
         assert stage_result is not None
@@ -362,18 +364,29 @@ class RunDirectory:
         self._files(tables, figures)
         name = "all_data_significant" if stage == "all_data" else "topn_significant"
         significant = stage_result.confidence[stage_result.confidence["significant"]]
-        write_json(
-            {row.term: [row.lower, row.upper] for row in significant.itertuples()},
-            self.path / f"{name}_{ci_tag(stage_result.ci_level)}.json",
-        )
+        target = f"{name}_{ci_tag(stage_result.ci_level)}.json"
+        if target not in published:
+            write_json(
+                {row.term: [row.lower, row.upper] for row in significant.itertuples()},
+                self.path / target,
+            )
+        self._write_texts(published)
 
-    def _write_interactors(self, interactors: InteractorResult) -> None:
+    def _write_interactors(self, interactors: InteractorResult, published: dict) -> None:
         tables, figures = interactor_files(self.path, interactors, self._writing.figures)
-        write_json(
-            interactors.significance.to_dict(orient="records"),
-            self.path / "interactor_vs_main_result.json",
-        )
+        target = "interactor_vs_main_result.json"
+        if target not in published:
+            write_json(interactors.significance.to_dict(orient="records"), self.path / target)
+        self._write_texts(published)
         self._files(tables, figures)
+
+    def _write_texts(self, texts: dict[str, str | None]) -> None:
+        """Text files by path in the run directory, atomically; ``None``: not written."""
+        for relative, text in texts.items():
+            if text is not None:
+                path = self.path / relative
+                path.parent.mkdir(parents=True, exist_ok=True)
+                write_bytes(text.encode(), path)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         write_json(summary, self.path / "input_data" / "data_summary.json")

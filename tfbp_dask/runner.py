@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import compat, provenance
+from . import provenance
 from .config import WorkflowConfig
 from .engines import BootstrapFits
 from .inputs import (
@@ -102,7 +102,6 @@ class Listener:
     def stage_done(self, result: WorkflowResult, stage: str) -> None:
         self.latest = result
         self.run_dir.write_stage(result, stage)
-        compat.write_stage_files(self.run_dir.path, result, stage)  # only under --compat
 
 
 @dataclass(frozen=True)

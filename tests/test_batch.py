@@ -170,3 +170,23 @@ def test_stages_fitted_at_once_share_the_workers_with_larger_chunks():
     assert default_chunk_size(1000, 64, n_stages=128) == 500
     assert default_chunk_size(1000, 64, n_stages=512) == 500  # never larger
     assert default_chunk_size(5, 8, n_stages=1) == 10
+
+
+def _half(shared: dict, value: int) -> float:
+    if value < 0:
+        raise ValueError(f"negative: {value}")
+    return shared["scale"] * value / 2
+
+
+def test_per_tf_tasks_hand_back_values_and_errors_one_by_one(client_two_workers):
+    """A batch's per-TF tasks: each one's value, or the error its task ended with, while
+    the others go on."""
+    from tfbp_dask.execution import Executor
+
+    executor = Executor.connect(client=client_two_workers)
+    ended = executor.run_tasks(_half, {"scale": 3}, [(4,), (-1,), (10,)], ["a", "b", "c"])
+    results = {position: (value, error) for position, value, error in ended}
+    assert sorted(results) == [0, 1, 2]
+    assert results[0] == (6.0, None) and results[2] == (15.0, None)
+    value, error = results[1]
+    assert value is None and isinstance(error, ValueError) and "negative: -1" in str(error)

@@ -153,16 +153,13 @@ class Executor(Offloading):
         with self._lock:
             self._in_flight.update(futures)
         try:
-            for future in as_completed(futures):
+            # Results come with the news that a task ended (not a round trip of its own).
+            for future, value in as_completed(futures, with_results=True, raise_errors=False):
                 position = futures[future]
-                try:
-                    value = future.result()
-                except Exception:  # a lost worker, after the retries; cancelled
-                    if self._stopping.is_set():
-                        error = StageFailure("stopped before this TF was done")
-                    yield position, None, error
-                else:
+                if future.status == "finished":
                     yield position, value, None
+                else:  # an error raised, a lost worker (after the retries), cancelled
+                    yield position, None, self._task_error(future)
                 future.release()
         finally:
             with self._lock:
@@ -170,6 +167,18 @@ class Executor(Offloading):
             for future in futures:
                 future.release()
             held.release()
+
+    def _task_error(self, future: Future) -> Exception:
+        """Why a task of ``run_tasks`` gave no value: stopped, its error, or cancelled."""
+        if self._stopping.is_set():
+            return StageFailure("stopped before this TF was done")
+        try:
+            error = future.exception()
+        except BaseException:  # noqa: BLE001 - cancelled: told as a failure of this TF
+            error = None
+        if isinstance(error, Exception):
+            return error
+        return StageFailure(f"its task was {future.status} before it ended")
 
     def design(
         self,

@@ -233,6 +233,13 @@ def test_compat_none_keeps_the_documented_settings():
     assert "compat" not in config.numeric_options()  # resuming older runs still matches
 
 
+def test_bins_not_given_are_the_modes_default_in_the_library_as_on_the_command_line():
+    published = (0.0, 8.0, 64.0, 512.0, math.inf)
+    for mode, expected in (("none", DEFAULT_BINS), ("tfbpmodeling", published)):
+        assert _config(compat=mode).bins == expected
+        assert _config(compat=mode, bins=(0.0, 5.0, math.inf)).bins == (0.0, 5.0, math.inf)
+
+
 def test_compat_tfbpmodeling_settings():
     config = _config(bins=(0.0, 5.0, math.inf), compat="tfbpmodeling", scale_by_std=True)
     assert compat.default_bins("tfbpmodeling") == (0.0, 8.0, 64.0, 512.0, math.inf)

@@ -18,8 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from . import compat
-from .config import INPUT_FILES, OUTPUT, SYSTEM, WorkflowConfig, format_bins
+from .config import INPUT_FILES, OUTPUT, SYSTEM, WorkflowConfig
 
 _HINTS = typing.get_type_hints(WorkflowConfig)
 
@@ -95,14 +94,9 @@ def _field_parameter(field: Field) -> inspect.Parameter:
     meta = field.metadata
     kind = _HINTS[field.name]
     default = field.default
-    show_default: bool | str = True
     if "parse" in meta:  # typed as text, e.g. a comma list
         kind, default = str | None, None
-    if field.name == "bins":  # its default depends on --compat (config_from_options)
-        show_default = (
-            f"{format_bins(field.default)}; "
-            f"{format_bins(compat.PUBLISHED_DEFAULT_BINS)} with --compat tfbpmodeling"
-        )
+    show_default = meta.get("shown_default", True)
     info = typer.Option(
         f"--{field.name}",
         show_default=show_default,
@@ -147,6 +141,4 @@ def config_from_options(given: dict[str, Any], **values: Any) -> WorkflowConfig:
             values[field.name] = parse(value)
         elif value is not None or parse is None:
             values[field.name] = value
-    if "bins" not in values:
-        values["bins"] = compat.default_bins(values["compat"])
     return WorkflowConfig(**values)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .compat import MODES as COMPAT_MODES
+from .compat import PUBLISHED_DEFAULT_BINS, default_bins
 from .engines import ENGINES, GIL_FREE_ENGINES
 from .errors import check_input_file
 
@@ -44,6 +45,11 @@ UPPER_LIMITS = {"n_bootstraps": 1_000_000, "top_n": 10**9, "max_iter": 2**31 - 1
 
 class OptionError(ValueError):
     """An option value out of range; str(err) is one line naming the option."""
+
+
+def format_bins(bins: tuple[float, ...]) -> str:
+    """``--bins`` as the command line spells it ("0,8,12,np.inf")."""
+    return ",".join("np.inf" if math.isinf(b) and b > 0 else f"{b:g}" for b in bins)
 
 
 def parse_bins(text: str) -> tuple[float, ...]:
@@ -88,16 +94,20 @@ def option(
     panel: str | None,
     *,
     parse: Callable[[str], Any] | None = None,
+    shown_default: str | None = None,
 ) -> Any:
     """A field of ``WorkflowConfig`` that is a command-line option ``--{name}``.
 
     ``help`` and ``panel`` (the section of ``--help``; None: the command line declares the
     option itself) are what the command line shows; ``parse`` turns the typed text into
-    the value (comma lists; not given, the field's default).
+    the value (comma lists; not given, the field's default). ``shown_default``: what
+    ``--help`` gives as the default, when the field's own default is resolved later.
     """
     metadata = {"cli": panel is not None, "help": help, "panel": panel}
     if parse is not None:
         metadata["parse"] = parse
+    if shown_default is not None:
+        metadata["shown_default"] = shown_default
     if default is MISSING:
         return field(metadata=metadata)
     return field(default=default, metadata=metadata)
@@ -153,11 +163,14 @@ class WorkflowConfig:
     add_model_variables: tuple[str, ...] = option(
         (), "Comma list of predictor columns added as main effects.", FEATURES, parse=parse_names
     )
+    # None: the default of the --compat mode, set on construction (__post_init__).
     bins: tuple[float, ...] = option(
-        DEFAULT_BINS,
+        None,
         "Comma-separated rank bin edges for stratified folds.",
         BINNING,
         parse=parse_bins,
+        shown_default=f"{format_bins(DEFAULT_BINS)}; "
+        f"{format_bins(PUBLISHED_DEFAULT_BINS)} with --compat tfbpmodeling",
     )
     all_data_ci_level: float = option(
         98.0, "CI level (%) for significance in the all-data stage.", MODEL
@@ -250,6 +263,10 @@ class WorkflowConfig:
     )
     #: The command as typed (``data_summary.json``'s reproducibility record), not an option.
     command_line: str | None = field(default=None, metadata={"cli": False})
+
+    def __post_init__(self) -> None:
+        if self.bins is None:  # not given: the documented default, or the published code's
+            object.__setattr__(self, "bins", default_bins(self.compat))
 
     def validate(self) -> WorkflowConfig:
         """Check every value; return self so calls can be chained."""
@@ -370,8 +387,3 @@ DEFAULTS: dict[str, Any] = {
     for field in fields(WorkflowConfig)
     if field.default is not MISSING and field.name != "command_line"
 }
-
-
-def format_bins(bins: tuple[float, ...]) -> str:
-    """``--bins`` as the command line spells it ("0,8,12,np.inf")."""
-    return ",".join("np.inf" if math.isinf(b) and b > 0 else f"{b:g}" for b in bins)
